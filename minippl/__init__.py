@@ -1,0 +1,31 @@
+"""minippl: Pyro's programming model on NumPy, with every gradient derived by hand.
+
+Read the source as a course, in this order:
+
+1. ``distributions/``  sampling, log_prob, reparameterisation and their derivatives
+2. ``runtime.py``, ``handlers.py``, ``plate.py``, ``primitives.py``  the effect system
+3. ``distributions/constraints.py``, ``params.py``  unconstrained storage and its VJPs
+4. ``nn/``  dense layers with manual backprop; ``module()`` registration
+5. ``infer/tape.py``, ``infer/elbo.py``  the ELBO: trace the guide, replay the model,
+   read both traces backwards
+6. ``infer/svi.py``, ``optim.py``  SVI and optimisers
+7. ``kernels/``  the same math, fused, on CPU and GPU
+"""
+from . import distributions, handlers
+from .backend import set_global_rng
+from .params import clear_param_store, get_param_store
+from .plate import plate
+from .primitives import deterministic, module, param, sample
+
+__version__ = "0.1.0"
+
+
+def set_rng_seed(rng_seed):
+    """Seed minippl's global generator (used by every draw outside a ``seed`` handler)."""
+    set_global_rng(rng_seed)
+
+
+__all__ = [
+    "clear_param_store", "deterministic", "distributions", "get_param_store", "handlers",
+    "module", "param", "plate", "sample", "set_rng_seed",
+]

@@ -1,0 +1,101 @@
+"""Arrays and randomness, on whichever device the arrays live.
+
+Teaches: minippl has no tensor type of its own. User arrays stay plain
+``numpy.ndarray`` (CPU) or ``cupy.ndarray`` (GPU); every function that needs the
+array library asks the arrays for it with :func:`array_module`. Gradients of a
+broadcast argument are summed back to the argument's shape by :func:`sum_to_shape`,
+the one helper every hand-written VJP in the library ends with.
+"""
+import numpy as np
+
+
+def array_module(*arrays):
+    """Return ``cupy`` if any argument is a CuPy array, else ``numpy``.
+
+    Python scalars and NumPy arrays both mean NumPy, so ``Normal(0., 1.)`` works
+    anywhere. CuPy is imported lazily: it is an optional dependency.
+    """
+    for a in arrays:
+        if type(a).__module__.startswith("cupy"):
+            import cupy
+
+            return cupy
+    return np
+
+
+def shape_of(x):
+    """Shape of an array or ``()`` for a Python number."""
+    return tuple(getattr(x, "shape", ()))
+
+
+def sum_to_shape(grad, shape):
+    """Undo broadcasting in a gradient: sum ``grad`` down to ``shape``.
+
+    If ``y = f(x)`` broadcast ``x`` of shape ``shape`` up to ``grad.shape``, each
+    element of ``x`` was used by every element it was broadcast to, so its
+    gradient is the sum over those elements (the chain rule over a fan-out).
+    """
+    shape = tuple(shape)
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra > 0:
+        grad = grad.sum(axis=tuple(range(extra)))
+    kept_ones = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if kept_ones:
+        grad = grad.sum(axis=kept_ones, keepdims=True)
+    return grad
+
+
+def broadcast_shapes(*shapes):
+    """``numpy.broadcast_shapes`` with a message that says what did not fit."""
+    try:
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        raise ValueError(f"shapes {', '.join(map(str, shapes))} do not broadcast together") from None
+
+
+def float_dtype(*values):
+    """The floating dtype a computation on ``values`` produces.
+
+    Python numbers are "weak" (NumPy 2 rules): ``float32 array + 1.0`` stays
+    float32, and only an all-Python computation is float64.
+    """
+    arrays = [v for v in values if hasattr(v, "dtype")]
+    if not arrays:
+        return np.dtype(np.float64)
+    dtype = np.result_type(*[a.dtype for a in arrays])
+    return dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
+
+
+# ---------------------------------------------------------------- randomness
+# One global generator for code run outside any ``seed`` handler, reset by
+# ``minippl.set_rng_seed``. Sample sites inside ``seed`` use the handler's own
+# generator instead (see handlers.seed), so a seeded block is reproducible
+# whatever ran before it.
+_GLOBAL_RNG = np.random.default_rng()
+
+
+def set_global_rng(seed):
+    global _GLOBAL_RNG
+    _GLOBAL_RNG = np.random.default_rng(seed)
+
+
+def global_rng():
+    return _GLOBAL_RNG
+
+
+def standard_normal(rng, shape, dtype, like=None):
+    """Draw N(0, 1) noise of ``shape`` and ``dtype`` on the device of ``like``."""
+    xp = array_module(like)
+    if xp is np:
+        return rng.standard_normal(shape, dtype=np.float32 if dtype == np.float32 else np.float64)
+    return xp.asarray(rng.standard_normal(shape), dtype=dtype)  # GPU backends replace this
+
+
+def uniform(rng, shape, dtype, like=None):
+    """Draw U[0, 1) noise of ``shape`` and ``dtype`` on the device of ``like``."""
+    xp = array_module(like)
+    if xp is np:
+        return rng.random(shape, dtype=np.float32 if dtype == np.float32 else np.float64)
+    return xp.asarray(rng.random(shape), dtype=dtype)

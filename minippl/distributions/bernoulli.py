@@ -1,0 +1,115 @@
+"""Bernoulli: a discrete likelihood, and computing it without overflow.
+
+Teaches: two parametrisations of one distribution (``probs`` or ``logits``), and
+how to keep log-densities and their gradients finite in float32 (clamping probs,
+writing softplus and sigmoid so that ``exp`` never overflows). Builds on
+distribution.py. Bernoulli has no reparameterised sampler.
+"""
+from .. import backend
+from . import constraints
+from .distribution import Distribution, check_args, grad_like, promote
+
+
+def _sigmoid(logits, xp):
+    # 1 / (1 + exp(-l)) for l >= 0, exp(l) / (1 + exp(l)) for l < 0: exp only sees -|l| <= 0
+    e = xp.exp(-xp.abs(logits))
+    r = 1 / (1 + e)
+    return xp.where(logits >= 0, r, e * r)
+
+
+def _softplus(logits, xp):
+    # log(1 + exp(l)) = max(l, 0) + log1p(exp(-|l|)): exact, and exp cannot overflow
+    return xp.maximum(logits, 0) + xp.log1p(xp.exp(-xp.abs(logits)))
+
+
+class Bernoulli(Distribution):
+    """Bernoulli(probs=None, logits=None): P(x = 1) = probs = sigmoid(logits).
+
+    Give exactly one of ``probs`` or ``logits``; ``arg_names`` is that one, and
+    the other is available as a computed property. ``log_prob`` accepts values
+    anywhere in [0, 1], not just {0, 1}: ``x log p + (1 - x) log(1 - p)`` is then
+    the binary cross-entropy used for grey-scale pixels (as in Pyro's VAE
+    example; it is not a normalised density, binarise the data to get one).
+    In the ``probs`` parametrisation, probs are clamped to [eps, 1 - eps]
+    (eps = the dtype's machine epsilon, as torch does) so probs of exactly 0 or 1
+    give finite log-probs; the gradient is zero where the clamp is active.
+    """
+
+    support = constraints.boolean  # what sample() returns; log_prob also takes [0, 1]
+
+    def __init__(self, probs=None, logits=None):
+        if (probs is None) == (logits is None):
+            given = "both" if probs is not None else "neither"
+            raise ValueError(f"Bernoulli takes exactly one of probs= or logits=, got {given}")
+        name = "probs" if probs is not None else "logits"
+        self._param = probs if probs is not None else logits  # stored as passed
+        self.arg_names = (name,)
+        super().__init__(check_args("Bernoulli", **{name: self._param}))
+
+    @property
+    def probs(self):
+        if self.arg_names == ("probs",):
+            return self._param
+        xp, _, (logits,) = promote(self._param)
+        return _sigmoid(logits, xp)
+
+    @property
+    def logits(self):
+        if self.arg_names == ("logits",):
+            return self._param
+        xp, dtype, (probs,) = promote(self._param)
+        p = self._clamp(probs, dtype, xp)
+        return xp.log(p) - xp.log1p(-p)
+
+    @staticmethod
+    def _clamp(probs, dtype, xp):
+        eps = xp.finfo(dtype).eps
+        return xp.clip(probs, eps, 1 - eps)
+
+    @property
+    def mean(self):
+        return backend.array_module(self._param).broadcast_to(self.probs, self.batch_shape)
+
+    @property
+    def variance(self):
+        p = self.probs
+        return backend.array_module(self._param).broadcast_to(p * (1 - p), self.batch_shape)
+
+    def sample(self, sample_shape=(), rng=None):
+        rng = backend.global_rng() if rng is None else rng
+        dtype = backend.float_dtype(self._param)
+        u = backend.uniform(rng, self.shape(sample_shape), dtype, like=self._like())
+        return (u < self.probs).astype(dtype)
+
+    def log_prob(self, value):
+        xp, dtype, (x, param) = promote(value, self._param)
+        if self.arg_names == ("logits",):
+            # log p(x | l) = x log sigmoid(l) + (1 - x) log sigmoid(-l) = x l - softplus(l)
+            log_prob = x * param - _softplus(param, xp)
+        else:
+            p = self._clamp(param, dtype, xp)
+            # log p(x | p) = x log p + (1 - x) log(1 - p)
+            log_prob = x * xp.log(p) + (1 - x) * xp.log1p(-p)
+        return self._batch_result(log_prob, value)
+
+    def log_prob_vjp(self, value, grad_log_prob, wrt):
+        wrt = self._check_wrt(wrt)
+        xp, dtype, (x, param, g) = promote(value, self._param, grad_log_prob)
+        grads = {}
+        if self.arg_names == ("logits",):
+            if "value" in wrt:
+                # d/dx (x l - softplus(l)) = l
+                grads["value"] = grad_like(g * param, value)
+            if "logits" in wrt:
+                # d/dl (x l - softplus(l)) = x - sigmoid(l)
+                grads["logits"] = grad_like(g * (x - _sigmoid(param, xp)), self._param)
+            return grads
+        p = self._clamp(param, dtype, xp)
+        if "value" in wrt:
+            # d/dx (x log p + (1 - x) log(1 - p)) = log p - log(1 - p)
+            grads["value"] = grad_like(g * (xp.log(p) - xp.log1p(-p)), value)
+        if "probs" in wrt:
+            # d/dp (x log p + (1 - x) log(1 - p)) = x / p - (1 - x) / (1 - p); 0 where clamped
+            unclamped = p == param  # torch's clamp passes the gradient at the bounds too
+            grads["probs"] = grad_like(xp.where(unclamped, g * (x / p - (1 - x) / (1 - p)), 0.0), self._param)
+        return grads

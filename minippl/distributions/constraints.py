@@ -1,0 +1,289 @@
+"""Constraints (where a value may live) and the bijections that reach them.
+
+Teaches: an optimiser moves parameters over all of R, so a constrained parameter
+(a positive scale, a probability) is stored unconstrained and mapped into its
+support by ``biject_to(constraint)``; the chain rule needs that map's VJP, and
+autoguides need its log |Jacobian| and that term's VJP too. Pyro's names throughout.
+"""
+import math
+import re
+
+import numpy as np
+
+from ..backend import array_module
+
+
+class Constraint:
+    """A region of the reals. ``check(value)`` says, element by element, who is inside."""
+
+    event_dim = 0  # every constraint here is elementwise
+
+    @property
+    def spec(self):
+        """A short string that names the constraint; ``from_spec`` parses it back."""
+        raise NotImplementedError
+
+    def check(self, value):
+        raise NotImplementedError
+
+    def transform(self):
+        """The bijection from R onto this constraint: ``biject_to(self)``."""
+        return biject_to(self)
+
+    # Two constraints are equal when they describe the same set (a loaded store
+    # gets new objects, and ``from_spec(c.spec) == c`` must hold).
+    def __eq__(self, other):
+        return isinstance(other, Constraint) and self.spec == other.spec
+
+    def __hash__(self):
+        return hash(self.spec)
+
+    def __repr__(self):
+        return f"constraints.{self.spec}"
+
+
+class _Real(Constraint):
+    spec = "real"
+
+    def check(self, value):
+        x = array_module(value).asarray(value)
+        return x == x  # False only for NaN (torch counts +-inf as real, so do we)
+
+
+class _Boolean(Constraint):
+    spec = "boolean"
+
+    def check(self, value):
+        x = array_module(value).asarray(value)
+        return (x == 0) | (x == 1)
+
+
+def _scalar_bound(value, what):
+    """Bounds are Python floats: the spec string must be able to hold them exactly."""
+    if getattr(value, "ndim", 0) != 0:
+        raise TypeError(f"{what} must be a scalar, got shape {value.shape}; "
+                        "minippl constraints take scalar bounds so they can be saved as text")
+    bound = float(value)
+    if not math.isfinite(bound):
+        raise ValueError(f"{what} must be finite, got {bound}")
+    return bound
+
+
+class _GreaterThan(Constraint):
+    def __init__(self, lower_bound):
+        self.lower_bound = _scalar_bound(lower_bound, "greater_than lower_bound")
+
+    @property
+    def spec(self):
+        return f"greater_than({self.lower_bound!r})"
+
+    def check(self, value):
+        return array_module(value).asarray(value) > self.lower_bound
+
+
+class _Positive(_GreaterThan):
+    """greater_than(0.0) under its own name, as in torch; Pyro maps it with exp."""
+
+    spec = "positive"
+
+    def __init__(self):
+        super().__init__(0.0)
+
+
+class _Interval(Constraint):
+    """The closed interval [lower_bound, upper_bound] (closed, as in torch)."""
+
+    def __init__(self, lower_bound, upper_bound):
+        self.lower_bound = _scalar_bound(lower_bound, "interval lower_bound")
+        self.upper_bound = _scalar_bound(upper_bound, "interval upper_bound")
+        if not self.lower_bound < self.upper_bound:
+            raise ValueError(f"interval({self.lower_bound}, {self.upper_bound}) is empty: "
+                             "lower_bound must be below upper_bound")
+
+    @property
+    def spec(self):
+        return f"interval({self.lower_bound!r}, {self.upper_bound!r})"
+
+    def check(self, value):
+        x = array_module(value).asarray(value)
+        return (x >= self.lower_bound) & (x <= self.upper_bound)
+
+
+real = _Real()
+positive = _Positive()
+boolean = _Boolean()
+unit_interval = _Interval(0.0, 1.0)  # also the support of a Bernoulli that accepts grey pixels
+interval = _Interval
+greater_than = _GreaterThan
+
+_SPEC_PATTERN = re.compile(r"^(interval|greater_than)\((.*)\)$")
+
+
+def from_spec(spec):
+    """Parse ``constraint.spec`` back into a Constraint (no eval: saved files are data)."""
+    if not isinstance(spec, str):
+        raise TypeError(f"a constraint spec is a string, got {type(spec).__name__}")
+    named = {"real": real, "positive": positive, "boolean": boolean, "unit_interval": unit_interval}
+    if spec.strip() in named:
+        return named[spec.strip()]
+    match = _SPEC_PATTERN.match(spec.strip())
+    try:
+        bounds = [float(b) for b in match.group(2).split(",")] if match else None
+    except ValueError:
+        bounds = None
+    kind = match.group(1) if match else None
+    if kind == "interval" and bounds is not None and len(bounds) == 2:
+        return interval(*bounds)
+    if kind == "greater_than" and bounds is not None and len(bounds) == 1:
+        return greater_than(bounds[0])
+    raise ValueError(f"unknown constraint spec {spec!r}; expected 'real', 'positive', 'boolean', "
+                     "'interval(lo, hi)' or 'greater_than(lo)'")
+
+
+# ------------------------------------------------------------------ transforms
+# A transform maps unconstrained u to constrained x = forward(u), elementwise.
+# Backward passes hand in x (already computed by the forward pass) because each
+# derivative here can be written in terms of x and so needs no further exp or log
+# (one exception, greater_than with a nonzero bound: see ExpTransform.vjp).
+
+
+def _float_dtype_of(x):
+    dtype = getattr(x, "dtype", None)
+    return dtype if dtype is not None and dtype.kind == "f" else np.dtype(np.float64)
+
+
+class Transform:
+    """Elementwise bijection R -> codomain, with its VJP and log |dx/du|."""
+
+    event_dim = 0
+
+    def __init__(self, codomain):
+        self.codomain = codomain
+
+    def __call__(self, u):
+        return self.forward(u)
+
+    def __repr__(self):
+        return f"{type(self).__name__}(codomain={self.codomain!r})"
+
+
+class IdentityTransform(Transform):
+    """x = u. Returns its input object itself, never a copy: module weights live in
+    the param store unconstrained, and the module and the store must share them."""
+
+    def __init__(self):
+        super().__init__(real)
+
+    def forward(self, u):
+        return u
+
+    def inverse(self, x):
+        return x
+
+    def vjp(self, u, x, grad_x):
+        # dx/du = 1, so grad_u = grad_x (the same object: do not modify it in place)
+        return grad_x
+
+    def log_abs_det_jacobian(self, u, x):
+        return array_module(u).zeros_like(u)
+
+    def log_abs_det_jacobian_vjp(self, u, x, grad):
+        # d/du log|1| = 0
+        return array_module(u).zeros_like(u)
+
+
+class ExpTransform(Transform):
+    """x = lower_bound + exp(u). With lower_bound = 0 this is Pyro's ExpTransform
+    (biject_to(positive)); a nonzero bound adds the shift Pyro composes for greater_than."""
+
+    def __init__(self, lower_bound=0.0, codomain=None):
+        super().__init__(codomain if codomain is not None else greater_than(lower_bound))
+        self.lower_bound = float(lower_bound)
+
+    def forward(self, u):
+        xp = array_module(u)
+        x = xp.exp(u)
+        if self.lower_bound != 0.0:
+            x = x + self.lower_bound
+        # exp underflows to 0 below u ~ -745 (float64) or -103 (float32), and a + exp(u)
+        # rounds to a sooner; either would leave the support (a scale of 0 makes log_prob
+        # -inf), so x is kept at least one representable step above the bound.
+        dtype = _float_dtype_of(x)
+        floor = np.finfo(dtype).tiny if self.lower_bound == 0.0 else np.nextafter(
+            dtype.type(self.lower_bound), dtype.type(np.inf))
+        return xp.maximum(x, float(floor))
+
+    def inverse(self, x):
+        return array_module(x).log(x - self.lower_bound if self.lower_bound != 0.0 else x)
+
+    def vjp(self, u, x, grad_x):
+        # dx/du = exp(u) = x - lower_bound. With a bound, x - lower_bound cancels
+        # catastrophically once exp(u) << |lower_bound|, so exp(u) is recomputed there.
+        exp_u = x if self.lower_bound == 0.0 else array_module(u).exp(u)
+        return grad_x * exp_u
+
+    def log_abs_det_jacobian(self, u, x):
+        # log |dx/du| = log exp(u) = u
+        return array_module(u).array(u, copy=True)
+
+    def log_abs_det_jacobian_vjp(self, u, x, grad):
+        # d/du u = 1
+        return grad
+
+
+class SigmoidAffineTransform(Transform):
+    """x = lo + (hi - lo) * sigmoid(u): Pyro's biject_to(interval(lo, hi))
+    (a SigmoidTransform followed by an AffineTransform)."""
+
+    def __init__(self, lower_bound, upper_bound, codomain=None):
+        super().__init__(codomain if codomain is not None else interval(lower_bound, upper_bound))
+        self.lower_bound, self.upper_bound = float(lower_bound), float(upper_bound)
+        self.width = self.upper_bound - self.lower_bound
+
+    def forward(self, u):
+        xp = array_module(u)
+        # sigmoid(u) = 1/(1+e^-u) = e^u/(1+e^u); with e = exp(-|u|) <= 1 neither form overflows
+        e = xp.exp(-xp.abs(u))
+        s = xp.where(xp.asarray(u) >= 0, 1.0, e) / (1.0 + e)
+        x = self.lower_bound + self.width * s
+        # rounding can put lo + width * 1.0 one ulp above hi; keep x inside the support
+        return xp.clip(x, self.lower_bound, self.upper_bound)
+
+    def inverse(self, x):
+        xp = array_module(x)
+        s = (xp.asarray(x) - self.lower_bound) / self.width
+        # logit(s) = log s - log(1-s); clamp as torch does, so the bounds map to finite u
+        info = np.finfo(_float_dtype_of(s))
+        s = xp.clip(s, float(info.tiny), 1.0 - float(info.eps))
+        return xp.log(s) - xp.log1p(-s)
+
+    def vjp(self, u, x, grad_x):
+        # dx/du = (hi-lo) s (1-s), s = (x-lo)/(hi-lo)  =>  dx/du = (x-lo)(hi-x)/(hi-lo)
+        return grad_x * ((x - self.lower_bound) * (self.upper_bound - x) / self.width)
+
+    def log_abs_det_jacobian(self, u, x):
+        # log dx/du = log(hi-lo) + log s + log(1-s) = log(hi-lo) - softplus(-u) - softplus(u)
+        #           = log(hi-lo) - |u| - 2 log1p(exp(-|u|))            (stable for any u)
+        xp = array_module(u)
+        abs_u = xp.abs(u)
+        return math.log(self.width) - abs_u - 2.0 * xp.log1p(xp.exp(-abs_u))
+
+    def log_abs_det_jacobian_vjp(self, u, x, grad):
+        # d/du [log s + log(1-s)] = (1-s) - s = 1 - 2s = (hi + lo - 2x)/(hi - lo)
+        return grad * ((self.upper_bound + self.lower_bound - 2.0 * x) / self.width)
+
+
+def biject_to(constraint):
+    """The Transform that maps R onto ``constraint`` (Pyro's ``biject_to``)."""
+    if not isinstance(constraint, Constraint):
+        raise TypeError(f"biject_to expects a Constraint, got {type(constraint).__name__}")
+    if isinstance(constraint, _Real):
+        return IdentityTransform()
+    if isinstance(constraint, _Positive):
+        return ExpTransform(0.0, codomain=constraint)
+    if isinstance(constraint, _GreaterThan):
+        return ExpTransform(constraint.lower_bound, codomain=constraint)
+    if isinstance(constraint, _Interval):
+        return SigmoidAffineTransform(constraint.lower_bound, constraint.upper_bound, codomain=constraint)
+    raise NotImplementedError(f"no bijection onto {constraint!r}: a discrete set cannot be "
+                              "reached from R; make it a sample site, not a param")

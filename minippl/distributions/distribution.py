@@ -1,0 +1,341 @@
+"""Distributions, part 1: shapes, and the contract every distribution keeps.
+
+Teaches: the three kinds of dimension (sample, batch, event), how ``expand``,
+``to_event`` and ``mask`` reshape a distribution without touching its numbers,
+and the VJP contract that replaces autograd. Builds on backend.py; every
+concrete distribution (normal.py, bernoulli.py, ...) subclasses :class:`Distribution`.
+
+Shapes. A draw from ``Normal(zeros((3, 2)), 1.).to_event(1)`` with
+``sample_shape=(5,)`` has shape ``(5, 3, 2)``::
+
+    sample_shape + batch_shape + event_shape  =  (5,) + (3,) + (2,)
+
+* sample dims: independent draws you asked for;
+* batch dims: independent, *not* identically distributed variables (one per
+  loc); ``log_prob`` returns one number for each;
+* event dims: the dims of one variable; ``log_prob`` sums over them.
+
+VJPs. Without autograd, each distribution writes its own derivatives. For a
+cotangent ``g`` shaped like ``log_prob(value)``, ``log_prob_vjp(value, g, wrt)``
+returns ``d <g, log_prob(value)> / d name`` for each name in ``wrt`` ("value"
+and/or argument names), each shaped exactly like that object: a broadcast
+argument's gradient is summed back to its own shape (``backend.sum_to_shape``).
+``rsample_vjp(noise, g, wrt)`` does the same for a reparameterised draw
+``value = f(args, noise)``. Arguments are stored exactly as passed (the ELBO
+matches gradients to arrays by ``id``), so nothing here copies or converts them.
+"""
+import copy
+
+from .. import backend
+from ..backend import broadcast_shapes, shape_of
+from . import constraints
+
+
+# ------------------------------------------------------------- helpers for subclasses
+def check_types(dist_name, **args):
+    """Each argument must be a Python number or an array (a list would have no shape)."""
+    for name, arg in args.items():
+        if not (isinstance(arg, (int, float)) or hasattr(arg, "shape")):
+            raise TypeError(
+                f"{dist_name}: {name} must be a float or an array, got {type(arg).__name__}; "
+                f"wrap it with numpy.asarray(...)"
+            )
+
+
+def check_args(dist_name, **args):
+    """Batch shape of a distribution's arguments, with clear errors for wrong ones."""
+    check_types(dist_name, **args)
+    try:
+        return broadcast_shapes(*[shape_of(a) for a in args.values()])
+    except ValueError:
+        shapes = ", ".join(f"{n} {shape_of(a)}" for n, a in args.items())
+        raise ValueError(
+            f"{dist_name}: argument shapes {shapes} do not broadcast together; "
+            f"reshape them so each dim is equal, 1, or missing on the left"
+        ) from None
+
+
+def _is_float_array(x):
+    return hasattr(x, "dtype") and x.dtype.kind == "f"
+
+
+def promote(*values):
+    """The array module, the float dtype, and ``values`` ready to compute with.
+
+    Float arrays pass through untouched (never copied: they are the caller's).
+    Python numbers and integer or boolean arrays become arrays of the float
+    dtype, so ``Normal(0., 1.).log_prob(float32_x)`` stays float32 (``np.log(1.0)``
+    is a NumPy float64 scalar, which would promote the whole result to float64).
+    """
+    xp = backend.array_module(*values)
+    dtype = backend.float_dtype(*[v for v in values if _is_float_array(v)])
+    return xp, dtype, [v if _is_float_array(v) else xp.asarray(v, dtype=dtype) for v in values]
+
+
+def grad_like(grad, arg, copy=False):
+    """``grad`` summed down to the shape of ``arg`` (undoing broadcasting).
+
+    A Python-float argument gets a 0-d array. ``copy=True`` where ``grad`` is the
+    caller's own cotangent passed straight through (d value/d arg = 1), so that
+    the gradient handed back never aliases it: callers may add into it in place.
+    """
+    xp = backend.array_module(grad)
+    summed = backend.sum_to_shape(grad, shape_of(arg))
+    if copy and summed is grad:
+        summed = summed.copy()
+    return xp.asarray(summed)
+
+
+def batch_dims_of(value, event_dim):
+    """The leading (sample and batch) dims of ``value``: all but its last ``event_dim``."""
+    shape = shape_of(value)
+    return shape[: max(len(shape) - event_dim, 0)]
+
+
+def _check_expand(dist, batch_shape):
+    batch_shape = tuple(batch_shape)
+    try:
+        fits = broadcast_shapes(dist.batch_shape, batch_shape) == batch_shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"cannot expand {type(dist).__name__} with batch_shape {dist.batch_shape} to {batch_shape}: "
+            f"each old dim must equal the new one or be 1 (dims may be added on the left)"
+        )
+    return batch_shape
+
+
+class Distribution:
+    """Base class: shapes, expand/to_event/mask, and the methods subclasses fill in."""
+
+    has_rsample = False  # True where value = f(args, noise) is differentiable in args
+    arg_names = ()  # the arguments gradients can flow to, e.g. ("loc", "scale")
+    support = constraints.real
+
+    def __init__(self, batch_shape=(), event_shape=()):
+        self._batch_shape = tuple(batch_shape)
+        self._event_shape = tuple(event_shape)
+
+    @property
+    def batch_shape(self):
+        return self._batch_shape
+
+    @property
+    def event_shape(self):
+        return self._event_shape
+
+    @property
+    def event_dim(self):
+        return len(self._event_shape)
+
+    def shape(self, sample_shape=()):
+        """Shape of a draw: ``sample_shape + batch_shape + event_shape``."""
+        return tuple(sample_shape) + self.batch_shape + self.event_shape
+
+    def arg_arrays(self):
+        """{name: argument} for each name in ``arg_names``: the very objects passed in."""
+        return {name: getattr(self, name) for name in self.arg_names}
+
+    # ---------------------------------------------------------------- sampling
+    def sample(self, sample_shape=(), rng=None):
+        """A draw of shape ``self.shape(sample_shape)``; ``rng`` a numpy Generator."""
+        return self.rsample_with_noise(sample_shape, rng)[0]
+
+    def rsample(self, sample_shape=(), rng=None):
+        """A reparameterised draw (same as ``sample`` here: NumPy has no graph to cut)."""
+        return self.rsample_with_noise(sample_shape, rng)[0]
+
+    def rsample_with_noise(self, sample_shape=(), rng=None):
+        """``(value, noise)`` with ``value = f(args, noise)``; keep the noise for rsample_vjp."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no reparameterised sampler (has_rsample is False); "
+            f"use sample(), and a score-function gradient for a latent site"
+        )
+
+    def rsample_vjp(self, noise, grad_value, wrt):
+        """{name: d <grad_value, f(args, noise)> / d name} for each argument name in ``wrt``."""
+        raise NotImplementedError(f"{type(self).__name__} has no reparameterised sampler (has_rsample is False)")
+
+    # ------------------------------------------------------------- log-density
+    def log_prob(self, value):
+        raise NotImplementedError(f"{type(self).__name__}.log_prob is not implemented")
+
+    def log_prob_vjp(self, value, grad_log_prob, wrt):
+        """{name: d <grad_log_prob, log_prob(value)> / d name}; names from "value" and arg_names."""
+        raise NotImplementedError(f"{type(self).__name__}.log_prob_vjp is not implemented")
+
+    def _check_wrt(self, wrt, with_value=True):
+        """``wrt`` as a tuple of names, after checking each one is differentiable here."""
+        wrt = (wrt,) if isinstance(wrt, str) else tuple(wrt)
+        allowed = (("value",) if with_value else ()) + tuple(self.arg_names)
+        unknown = [name for name in wrt if name not in allowed]
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__}: cannot differentiate with respect to {unknown}; choose from {allowed}"
+            )
+        return wrt
+
+    def _batch_result(self, log_prob, value):
+        """``log_prob`` broadcast to ``batch_dims_of(value) + batch_shape`` as an array.
+
+        An expanded distribution's arguments are smaller than its batch_shape
+        (broadcasting is lazy), so its raw log-density must be broadcast up.
+        """
+        xp = backend.array_module(log_prob)
+        log_prob = xp.asarray(log_prob)
+        shape = broadcast_shapes(batch_dims_of(value, self.event_dim), self.batch_shape)
+        if log_prob.shape != shape:
+            log_prob = xp.broadcast_to(log_prob, shape).copy()
+        return log_prob
+
+    def _like(self):
+        """An array argument (for the device of new noise), or None if all are Python floats."""
+        return next((a for a in self.arg_arrays().values() if hasattr(a, "shape")), None)
+
+    # ------------------------------------------------------------- reshaping
+    def expand(self, batch_shape):
+        """The same distribution repeated over a larger ``batch_shape``.
+
+        The new instance shares the argument objects (no copy, identity kept)
+        and only records the new shape; the math broadcasts lazily.
+        """
+        new = copy.copy(self)
+        new._batch_shape = _check_expand(self, batch_shape)
+        return new
+
+    def to_event(self, reinterpreted_batch_ndims=None):
+        """Declare the rightmost batch dims to be event dims (None: all of them)."""
+        n = len(self.batch_shape) if reinterpreted_batch_ndims is None else reinterpreted_batch_ndims
+        return self if n == 0 else Independent(self, n)
+
+    def mask(self, mask):
+        """Keep only the log-prob terms where ``mask`` (bool, broadcastable to batch_shape) is True."""
+        return MaskedDistribution(self, mask)
+
+    def __repr__(self):
+        args = ", ".join(f"{n}={shape_of(a) or a}" for n, a in self.arg_arrays().items())
+        return f"{type(self).__name__}({args}, batch_shape={self.batch_shape}, event_shape={self.event_shape})"
+
+
+class Independent(Distribution):
+    """``base`` with its rightmost ``reinterpreted_batch_ndims`` batch dims made event dims.
+
+    log_prob sums the base log-prob over those dims; its VJP therefore hands the
+    same cotangent to every summed term: d sum_i f_i / d f_i = 1.
+    """
+
+    def __init__(self, base_dist, reinterpreted_batch_ndims):
+        n = reinterpreted_batch_ndims
+        if not isinstance(n, int) or n < 0 or n > len(base_dist.batch_shape):
+            raise ValueError(
+                f"to_event({n}): {type(base_dist).__name__} has batch_shape {base_dist.batch_shape}, "
+                f"so at most {len(base_dist.batch_shape)} batch dims can become event dims; "
+                f"expand the distribution (or sample it inside a plate) first, or use a smaller n"
+            )
+        split = len(base_dist.batch_shape) - n
+        super().__init__(base_dist.batch_shape[:split], base_dist.batch_shape[split:] + base_dist.event_shape)
+        self.base_dist = base_dist
+        self.reinterpreted_batch_ndims = n
+
+    has_rsample = property(lambda self: self.base_dist.has_rsample)
+    arg_names = property(lambda self: self.base_dist.arg_names)
+    support = property(lambda self: self.base_dist.support)
+
+    def arg_arrays(self):
+        return self.base_dist.arg_arrays()
+
+    def sample(self, sample_shape=(), rng=None):
+        return self.base_dist.sample(sample_shape, rng)
+
+    def rsample_with_noise(self, sample_shape=(), rng=None):
+        return self.base_dist.rsample_with_noise(sample_shape, rng)
+
+    def rsample_vjp(self, noise, grad_value, wrt):
+        return self.base_dist.rsample_vjp(noise, grad_value, wrt)
+
+    def log_prob(self, value):
+        log_prob = self.base_dist.log_prob(value)
+        return log_prob.sum(axis=tuple(range(-self.reinterpreted_batch_ndims, 0)))
+
+    def log_prob_vjp(self, value, grad_log_prob, wrt):
+        # d/d f_i sum_i f_i = 1: broadcast the cotangent back over the summed dims
+        xp = backend.array_module(grad_log_prob)
+        grad = xp.asarray(grad_log_prob)
+        grad = grad.reshape(grad.shape + (1,) * self.reinterpreted_batch_ndims)
+        base = self.base_dist
+        base_shape = broadcast_shapes(grad.shape, batch_dims_of(value, base.event_dim), base.batch_shape)
+        return base.log_prob_vjp(value, xp.broadcast_to(grad, base_shape), wrt)
+
+    def expand(self, batch_shape):
+        batch_shape = _check_expand(self, batch_shape)
+        event_batch_dims = self.base_dist.batch_shape[len(self.batch_shape):]
+        return Independent(self.base_dist.expand(batch_shape + event_batch_dims), self.reinterpreted_batch_ndims)
+
+    def to_event(self, reinterpreted_batch_ndims=None):
+        # Independent(Independent(d, a), b) is Independent(d, a + b): keep one wrapper
+        n = len(self.batch_shape) if reinterpreted_batch_ndims is None else reinterpreted_batch_ndims
+        return Independent(self.base_dist, self.reinterpreted_batch_ndims + n)
+
+    def __repr__(self):
+        return f"Independent({self.base_dist!r}, {self.reinterpreted_batch_ndims})"
+
+
+class MaskedDistribution(Distribution):
+    """``base`` whose log-prob is 0 wherever ``mask`` is False (missing data, padding).
+
+    ``np.where`` rather than ``log_prob * mask``: a masked-out term may be -inf or
+    NaN (a placeholder value outside the support), and 0 * inf is NaN. The VJP
+    zeroes the cotangent the same way. As in Pyro, fill masked-out values with
+    something inside the support: the base gradient is computed everywhere.
+    """
+
+    def __init__(self, base_dist, mask):
+        if not (isinstance(mask, bool) or (hasattr(mask, "dtype") and mask.dtype.kind == "b")):
+            raise TypeError(
+                f"mask must be a Python bool or a boolean array, got {getattr(mask, 'dtype', type(mask).__name__)}; "
+                f"use mask.astype(bool) for a 0/1 array"
+            )
+        try:
+            batch_shape = broadcast_shapes(shape_of(mask), base_dist.batch_shape)
+        except ValueError:
+            raise ValueError(
+                f"mask of shape {shape_of(mask)} does not broadcast with the batch_shape "
+                f"{base_dist.batch_shape} of {type(base_dist).__name__}"
+            ) from None
+        if batch_shape != base_dist.batch_shape:
+            base_dist = base_dist.expand(batch_shape)  # so samples get the mask's dims too
+        super().__init__(batch_shape, base_dist.event_shape)
+        self.base_dist = base_dist
+        self._mask = mask
+
+    has_rsample = property(lambda self: self.base_dist.has_rsample)
+    arg_names = property(lambda self: self.base_dist.arg_names)
+    support = property(lambda self: self.base_dist.support)
+
+    def arg_arrays(self):
+        return self.base_dist.arg_arrays()
+
+    def sample(self, sample_shape=(), rng=None):
+        return self.base_dist.sample(sample_shape, rng)
+
+    def rsample_with_noise(self, sample_shape=(), rng=None):
+        return self.base_dist.rsample_with_noise(sample_shape, rng)
+
+    def rsample_vjp(self, noise, grad_value, wrt):
+        return self.base_dist.rsample_vjp(noise, grad_value, wrt)
+
+    def log_prob(self, value):
+        log_prob = self.base_dist.log_prob(value)
+        return backend.array_module(log_prob).where(self._mask, log_prob, 0.0)
+
+    def log_prob_vjp(self, value, grad_log_prob, wrt):
+        # d/d f where(mask, f, 0) = mask
+        grad = backend.array_module(grad_log_prob).where(self._mask, grad_log_prob, 0.0)
+        return self.base_dist.log_prob_vjp(value, grad, wrt)
+
+    def expand(self, batch_shape):
+        return MaskedDistribution(self.base_dist.expand(_check_expand(self, batch_shape)), self._mask)
+
+    def __repr__(self):
+        return f"MaskedDistribution({self.base_dist!r}, mask of shape {shape_of(self._mask)})"

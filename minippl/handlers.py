@@ -1,0 +1,268 @@
+"""Effect handlers: one small class per effect.
+
+Teaches: each handler is a :class:`~minippl.runtime.Messenger` that changes or
+records the messages of the sites run inside it (see runtime.py for the stack).
+Every handler works three ways, as in Pyro and NumPyro::
+
+    trace(model).get_trace(x)            # wrapper
+    with seed(rng_seed=0): model(x)       # context manager
+    @condition(data={"z": 0.}) def m()... # decorator
+
+Builds on runtime.py. ``plate`` lives in plate.py; the primitives that send
+messages (``sample``, ``param``, ...) live in primitives.py.
+"""
+import numpy as np
+
+from .runtime import Messenger
+
+SITE_TYPES = ("sample", "param", "plate")  # named sites; "call" records are the tape
+
+
+class Trace:
+    """What ``trace`` recorded: the named sites, and every record in run order.
+
+    ``nodes`` maps a site name to its message (Pyro's ``trace.nodes``).
+    ``records`` lists every message in execution order, including the
+    anonymous "call" records of layers: this list is the ELBO's tape.
+    """
+
+    def __init__(self):
+        self.nodes = {}
+        self.records = []
+
+    def add(self, msg):
+        name = msg["name"]
+        if msg["type"] in SITE_TYPES:
+            old = self.nodes.get(name)
+            if old is not None and old["type"] == msg["type"] == "plate" and old["args"] != msg["args"]:
+                raise ValueError(
+                    f"plate '{name}' is used with (size, subsample_size) {msg['args']} after {old['args']} "
+                    f"in the same run: one name means one plate; rename one of them."
+                )
+            # a param may be read many times, a plate entered many times; a random choice happens once
+            if old is not None and not (old["type"] == msg["type"] and msg["type"] in ("param", "plate")):
+                raise ValueError(
+                    f"site name '{name}' is used twice in one run (as a {old['type']} site and as a "
+                    f"{msg['type']} site). Give each random choice its own name, "
+                    f"e.g. f'{name}_{{i}}' inside a loop."
+                )
+            self.nodes[name] = msg
+        self.records.append(msg)
+
+    def sample_sites(self):
+        return {name: m for name, m in self.nodes.items() if m["type"] == "sample"}
+
+    def log_prob_sum(self):
+        """Sum of every sample site's scaled, masked log-probability."""
+        total = 0.0
+        for site in self.sample_sites().values():
+            lp = site["fn"].log_prob(site["value"])
+            if site["mask"] is not None:
+                lp = np.where(site["mask"], lp, 0.0)
+            total += site["scale"] * float(lp.sum())
+        return total
+
+
+class trace(Messenger):
+    """Record every site (and layer call) run inside it.
+
+    >>> import minippl, minippl.distributions as dist
+    >>> def model():
+    ...     return minippl.sample("z", dist.Normal(0., 1.))
+    >>> tr = trace(model).get_trace()
+    >>> list(tr.nodes)
+    ['z']
+    """
+
+    def __enter__(self):
+        self.trace = Trace()
+        return super().__enter__()
+
+    def postprocess_message(self, msg):
+        # a shallow copy: handlers that run later must not edit the record
+        self.trace.add(dict(msg))
+
+    def get_trace(self, *args, **kwargs):
+        self(*args, **kwargs)
+        return self.trace
+
+
+class replay(Messenger):
+    """Reuse the values of a recorded trace (the guide's) at sites of the same name.
+
+    >>> import minippl, minippl.distributions as dist
+    >>> guide_tr = trace(lambda: minippl.sample("z", dist.Normal(5., 1.))).get_trace()
+    >>> replay(lambda: minippl.sample("z", dist.Normal(0., 1.)), trace=guide_tr)() == guide_tr.nodes["z"]["value"]
+    True
+    """
+
+    def __init__(self, fn=None, trace=None):
+        if trace is None:
+            raise ValueError("replay needs the trace to replay: replay(fn, trace=guide_trace)")
+        super().__init__(fn)
+        self.trace = trace
+
+    def process_message(self, msg):
+        if msg["type"] not in ("sample", "plate") or msg["is_observed"]:
+            return
+        recorded = self.trace.nodes.get(msg["name"])
+        if recorded is not None and recorded["type"] == msg["type"]:
+            msg["value"] = recorded["value"]
+            msg["done"] = True
+
+
+class block(Messenger):
+    """Hide sites from the handlers outside (below) this one.
+
+    ``hide_fn(msg) -> bool`` decides; else ``hide`` lists names to hide, or
+    ``expose`` the only names to show; with none of them every site is hidden.
+    Layer "call" records are never hidden: they carry gradients, not choices.
+
+    >>> import minippl, minippl.distributions as dist
+    >>> def model():
+    ...     minippl.sample("a", dist.Normal(0., 1.))
+    ...     minippl.sample("b", dist.Normal(0., 1.))
+    >>> list(trace(block(model, hide=["a"])).get_trace().nodes)
+    ['b']
+    """
+
+    def __init__(self, fn=None, hide_fn=None, hide=None, expose=None):
+        super().__init__(fn)
+        if hide_fn is not None:
+            self.hide_fn = hide_fn
+        elif hide is not None:
+            hidden = set(hide)
+            self.hide_fn = lambda msg: msg["name"] in hidden
+        elif expose is not None:
+            shown = set(expose)
+            self.hide_fn = lambda msg: msg["name"] not in shown
+        else:
+            self.hide_fn = lambda msg: True
+
+    def process_message(self, msg):
+        if msg["type"] != "call" and self.hide_fn(msg):
+            msg["stop"] = True
+
+
+class seed(Messenger):
+    """Draw every random choice inside from a generator seeded with ``rng_seed``.
+
+    Each entry starts the generator afresh, so a seeded function repeats its
+    draws exactly, whatever the global generator did before.
+
+    >>> import minippl, minippl.distributions as dist
+    >>> draw = seed(lambda: minippl.sample("z", dist.Normal(0., 1.)), rng_seed=0)
+    >>> draw() == draw()
+    True
+    """
+
+    def __init__(self, fn=None, rng_seed=None):
+        super().__init__(fn)
+        self.rng_seed = rng_seed
+
+    def __enter__(self):
+        self.rng = np.random.default_rng(self.rng_seed)
+        return super().__enter__()
+
+    def process_message(self, msg):
+        # the innermost seed (the first handler to see the message) wins
+        if msg["type"] in ("sample", "plate") and msg["rng"] is None:
+            msg["rng"] = self.rng
+
+
+class condition(Messenger):
+    """Observe sample sites: ``condition(model, data={"z": value})``.
+
+    A conditioned site becomes observed: it keeps its log-probability in the
+    ELBO, but the guide no longer samples it.
+
+    >>> import minippl, minippl.distributions as dist
+    >>> condition(lambda: minippl.sample("z", dist.Normal(0., 1.)), data={"z": 2.})()
+    2.0
+    """
+
+    def __init__(self, fn=None, data=None):
+        if data is None:
+            raise ValueError("condition needs data: condition(fn, data={'site': value})")
+        super().__init__(fn)
+        self.data = data
+
+    def process_message(self, msg):
+        if msg["type"] == "sample" and msg["name"] in self.data:
+            msg["value"] = self.data[msg["name"]]
+            msg["is_observed"] = True
+            msg["done"] = True
+
+
+class substitute(Messenger):
+    """Replace the values of param (and unobserved sample) sites.
+
+    ``data`` maps names to values; ``substitute_fn(msg)`` may compute a value
+    or return None to leave the site alone. A substituted value is a constant:
+    no gradient flows to the param store through it.
+
+    >>> import minippl, numpy as np
+    >>> minippl.clear_param_store()
+    >>> substitute(lambda: minippl.param("w", np.zeros(2)), data={"w": np.ones(2)})()
+    array([1., 1.])
+    """
+
+    def __init__(self, fn=None, data=None, substitute_fn=None):
+        if (data is None) == (substitute_fn is None):
+            raise ValueError("substitute needs exactly one of data= or substitute_fn=")
+        super().__init__(fn)
+        self.data = data
+        self.substitute_fn = substitute_fn
+
+    def process_message(self, msg):
+        if msg["type"] not in ("param", "sample") or msg["is_observed"]:
+            return
+        if self.data is not None:
+            value = self.data.get(msg["name"])
+        else:
+            value = self.substitute_fn(msg)
+        if value is not None:
+            msg["value"] = value
+            msg["done"] = True
+            msg["substituted"] = True
+
+
+class scale(Messenger):
+    """Multiply the log-probability of every sample site inside by ``scale``.
+
+    >>> import minippl, minippl.distributions as dist
+    >>> tr = trace(scale(lambda: minippl.sample("z", dist.Normal(0., 1.)), scale=10.)).get_trace()
+    >>> tr.nodes["z"]["scale"]
+    10.0
+    """
+
+    def __init__(self, fn=None, scale=1.0):
+        if np.any(np.asarray(scale) <= 0):
+            raise ValueError(f"scale must be positive, got {scale}")
+        super().__init__(fn)
+        self.scale = scale
+
+    def process_message(self, msg):
+        if msg["type"] == "sample":
+            msg["scale"] = self.scale * msg["scale"]
+
+
+class mask(Messenger):
+    """Drop the log-probability terms where ``mask`` is False.
+
+    >>> import minippl, numpy as np, minippl.distributions as dist
+    >>> with trace() as tr, mask(mask=np.array([True, False])):
+    ...     _ = minippl.sample("x", dist.Normal(np.zeros(2), 1.), obs=np.zeros(2))
+    >>> tr.trace.nodes["x"]["mask"]
+    array([ True, False])
+    """
+
+    def __init__(self, fn=None, mask=None):
+        if mask is None:
+            raise ValueError("mask needs a boolean array or bool: mask(fn, mask=...)")
+        super().__init__(fn)
+        self.mask = mask
+
+    def process_message(self, msg):
+        if msg["type"] == "sample":
+            msg["mask"] = self.mask if msg["mask"] is None else np.logical_and(msg["mask"], self.mask)

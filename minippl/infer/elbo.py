@@ -1,0 +1,231 @@
+"""The ELBO and its gradient: trace the guide, replay the model, read both backwards.
+
+Teaches: one particle of Pyro's ``Trace_ELBO``. We minimise the loss
+
+    L = -ELBO = sum_guide scale * log q(z)  -  sum_model scale * log p(x, z)
+
+with z drawn from the guide. Each sample site adds its own term; its
+gradients w.r.t. the site's value and distribution arguments come from the
+hand-written ``log_prob_vjp``; the tape (tape.py) carries them on through
+layers, samplers and param transforms. A guide site that cannot be
+reparameterised (e.g. a Bernoulli) gets the score-function term instead,
+``stop_grad(log_r) * grad log q(z)``, where ``log_r = log p - log q`` summed
+down to the site's plates, exactly as Pyro does. Builds on tape.py,
+handlers.py and plate.py.
+"""
+import numpy as np
+
+from ..handlers import replay, trace
+
+
+def get_traces(model, guide, args, kwargs):
+    """Run the guide, then the model with the guide's choices replayed into it."""
+    guide_trace = trace(guide).get_trace(*args, **kwargs)
+    model_trace = trace(replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+    check_model_guide_match(model_trace, guide_trace)
+    return model_trace, guide_trace
+
+
+def check_model_guide_match(model_trace, guide_trace):
+    model_sites = {n for n, s in model_trace.sample_sites().items() if not s["is_observed"]}
+    guide_sites = set(guide_trace.sample_sites())
+    for name in model_sites - guide_sites:
+        raise ValueError(
+            f"sample site '{name}' is latent in the model but the guide does not sample it: add "
+            f"minippl.sample('{name}', ...) to the guide, or observe it in the model with obs=..."
+        )
+    for name in guide_sites - set(model_trace.sample_sites()):
+        raise ValueError(
+            f"the guide samples '{name}' but the model has no site of that name: rename it to match "
+            f"a latent site of the model, or remove it from the guide."
+        )
+    for name in guide_sites & model_sites:
+        if guide_trace.nodes[name]["is_observed"]:
+            raise ValueError(f"site '{name}' is observed in the guide: a guide only samples latent sites")
+
+
+def site_weight(site):
+    """d(site's term)/d(log_prob): scale * mask, broadcastable to the log-prob."""
+    if site["mask"] is None:
+        return site["scale"]
+    return site["scale"] * np.asarray(site["mask"], dtype=bool)
+
+
+def check_log_prob_shape(site, log_prob):
+    """Every non-trivial batch dim of a site's log-prob must be explained by a plate around it."""
+    plate_sizes = {f.dim: (f.name, f.size) for f in site["cond_indep_stack"] if f.dim is not None}
+    shape = np.shape(log_prob)
+    for dim in range(-len(shape), 0):
+        size = shape[dim]
+        name, expected = plate_sizes.get(dim, (None, 1))
+        if size in (1, expected):
+            continue
+        where = f"plate '{name}' has size {expected} there" if name else "no plate covers it"
+        raise ValueError(
+            f"sample site '{site['name']}': log_prob has shape {shape}, and dim {dim} (size {size}) "
+            f"is not explained by the plates around the site ({where}). If that dim is part of one "
+            f"event (e.g. the pixels of an image), use .to_event(1) on the distribution; if it "
+            f"indexes independent data, wrap the site in minippl.plate('name', {size}, dim={dim})."
+        )
+
+
+def is_reparameterized(site):
+    return site["fn"].has_rsample and "noise" in site
+
+
+class Trace_ELBO:
+    """Pyro's Trace_ELBO: Monte Carlo ELBO, pathwise and score-function gradients.
+
+    ``loss`` and ``loss_and_grads`` return the negative ELBO (Pyro's sign),
+    averaged over ``num_particles`` independent draws.
+    """
+
+    def __init__(self, num_particles=1, max_plate_nesting=float("inf"), vectorize_particles=False):
+        if vectorize_particles:
+            raise NotImplementedError("vectorize_particles=True: particles run one after another here")
+        if num_particles < 1:
+            raise ValueError(f"num_particles must be at least 1, got {num_particles}")
+        self.num_particles = int(num_particles)
+        self.max_plate_nesting = max_plate_nesting
+
+    # ------------------------------------------------------------ public API
+    def loss(self, model, guide, *args, **kwargs):
+        """The negative ELBO estimate; computes no gradient and changes nothing."""
+        total = 0.0
+        for _ in range(self.num_particles):
+            model_trace, guide_trace = get_traces(model, guide, args, kwargs)
+            total += self._particle(model_trace, guide_trace, want_grads=False).loss
+        return total / self.num_particles
+
+    def loss_and_grads(self, model, guide, *args, **kwargs):
+        """The negative ELBO estimate and its gradient w.r.t. every unconstrained param.
+
+        Returns ``(loss, grads, sites)``: ``grads`` maps param names to arrays,
+        ``sites`` the per-site log-prob sums of the last particle (for error messages).
+        """
+        total, grads = 0.0, {}
+        for _ in range(self.num_particles):
+            model_trace, guide_trace = get_traces(model, guide, args, kwargs)
+            particle = self._particle(model_trace, guide_trace, want_grads=True)
+            total += particle.loss
+            for name, g in particle.grads.items():
+                grads[name] = g if name not in grads else grads[name] + g
+        if self.num_particles > 1:
+            grads = {name: g / self.num_particles for name, g in grads.items()}
+        return total / self.num_particles, grads, particle.site_log_probs
+
+    # ------------------------------------------------------------ one particle
+    def _particle(self, model_trace, guide_trace, want_grads, fixed_log_r=None):
+        particle = _Particle()
+        log_probs = {}  # (side, name) -> scaled, masked log-prob array
+        for side, tr in (("model", model_trace), ("guide", guide_trace)):
+            for name, site in tr.sample_sites().items():
+                lp = self._site_log_prob(side, site, model_trace, guide_trace)
+                if lp is None:
+                    continue
+                site["log_prob"] = lp
+                log_probs[side, name] = lp
+                lp_sum = float(np.sum(lp))
+                particle.site_log_probs[f"{side} site '{name}'"] = lp_sum
+                particle.loss += -lp_sum if side == "model" else lp_sum
+        particle.loss += self._analytic_terms(model_trace, guide_trace, particle)
+        particle.surrogate_loss = particle.loss
+        score_sites = [n for n, s in guide_trace.sample_sites().items() if not is_reparameterized(s)]
+        if score_sites and (want_grads or fixed_log_r is not None):
+            log_r = compute_log_r(model_trace, guide_trace, log_probs) if fixed_log_r is None else fixed_log_r
+            particle.log_r = log_r
+            for name in score_sites:
+                # the surrogate whose gradient we take: -stop(log_r) * log q replaces +log q
+                log_q = log_probs["guide", name]
+                particle.surrogate_loss -= float(np.sum(log_q)) + float(np.sum(log_r[name] * log_q))
+        if want_grads:
+            particle.grads = self._backward(model_trace, guide_trace, particle.log_r)
+        return particle
+
+    def _site_log_prob(self, side, site, model_trace, guide_trace):
+        """The site's scale * mask * log_prob array (None: the term is handled analytically)."""
+        lp = site["fn"].log_prob(site["value"])
+        check_log_prob_shape(site, lp)
+        if site["mask"] is not None:
+            lp = np.where(site["mask"], lp, 0.0)
+        return site["scale"] * lp
+
+    def _analytic_terms(self, model_trace, guide_trace, particle):
+        return 0.0  # TraceMeanField_ELBO adds its KL terms here
+
+    def _site_grads(self, side, site, tape, log_r):
+        """d loss / d (value, args) of the site's own term, for the tape."""
+        fn, value = site["fn"], site["value"]
+        weight = site_weight(site)
+        if side == "model":
+            grad_log_prob = -weight  # L contains -scale * log p
+        elif is_reparameterized(site):
+            grad_log_prob = weight  # L contains +scale * log q
+        else:
+            # score function: d/dtheta of -stop(log_r) * log q(z; theta), z held fixed
+            grad_log_prob = np.broadcast_to(-weight * log_r[site["name"]], np.shape(site["log_prob"]))
+            wrt = tape.traced_args(site["name"], fn.arg_arrays())
+            return fn.log_prob_vjp(value, grad_log_prob, wrt) if wrt else {}
+        wrt = tape.traced_args(site["name"], fn.arg_arrays())
+        if tape.is_traced(value):
+            wrt = ["value"] + wrt
+        if not wrt:
+            return {}
+        grad_log_prob = np.broadcast_to(grad_log_prob, np.shape(site["log_prob"]))
+        return fn.log_prob_vjp(value, grad_log_prob, wrt)
+
+    def _backward(self, model_trace, guide_trace, log_r):
+        from .tape import GradientTape
+
+        tape = GradientTape(guide_trace, model_trace)
+        for side, tr in (("model", model_trace), ("guide", guide_trace)):
+            for msg in reversed(tr.records):
+                site_grads = None
+                if msg["type"] == "sample" and not msg["infer"].get("_deterministic"):
+                    site_grads = self._site_grads(side, msg, tape, log_r)
+                tape.backward(msg, site_grads)
+        return tape.finish()
+
+
+class _Particle:
+    def __init__(self):
+        self.loss = 0.0
+        self.surrogate_loss = 0.0  # differs from loss only with score-function sites
+        self.grads = {}
+        self.site_log_probs = {}
+        self.log_r = None
+
+
+def compute_log_r(model_trace, guide_trace, log_probs):
+    """For each non-reparameterised guide site, log p - log q summed down to its plates.
+
+    Each term keeps the plate dims it shares with the site (so an item's
+    score only sees that item's terms, Pyro's plate-wise Rao-Blackwellisation)
+    and is summed over every other dim.
+    """
+    terms = []  # (plate frames, array)
+    for name, site in model_trace.sample_sites().items():
+        if ("model", name) not in log_probs:
+            continue
+        term = log_probs["model", name]
+        if ("guide", name) in log_probs:
+            term = term - log_probs["guide", name]
+        frames = {f for f in site["cond_indep_stack"] if f.dim is not None}
+        terms.append((frames, np.asarray(term)))
+    log_r = {}
+    for name, site in guide_trace.sample_sites().items():
+        if is_reparameterized(site):
+            continue
+        keep = {f for f in site["cond_indep_stack"] if f.dim is not None}
+        total = 0.0
+        for frames, term in terms:
+            for frame in frames - keep:
+                if term.ndim >= -frame.dim and term.shape[frame.dim] != 1:
+                    term = term.sum(axis=frame.dim, keepdims=True)
+            kept_dims = {f.dim for f in frames & keep}
+            drop = tuple(d for d in range(-term.ndim, 0) if d not in kept_dims and term.shape[d] != 1)
+            if drop:  # dims that no shared plate explains (outside all plates) are summed too
+                term = term.sum(axis=drop, keepdims=True)
+            total = total + term
+        log_r[name] = total
+    return log_r

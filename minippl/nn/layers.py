@@ -1,0 +1,188 @@
+"""Layers: a dense layer and the usual activations, each backward written right under its forward.
+
+Teaches: the vector-Jacobian products of ``x @ W.T + b`` and of elementwise functions, written
+to stay finite in float32 for any input and to reuse what forward kept in its cache (an
+activation's derivative is cheapest to get from its output). Builds on module.py.
+"""
+import math
+
+import numpy as np
+
+from .. import backend
+from .module import Module
+
+
+class Dense(Module):
+    """``y = x @ weight.T + bias`` over any leading batch dimensions (PyTorch's ``nn.Linear``).
+
+    ``weight`` has shape (out_features, in_features) and ``bias`` (out_features,), both drawn
+    from U(-1/sqrt(in), 1/sqrt(in)) as nn.Linear does: its kaiming_uniform(a=sqrt(5)) bound
+    sqrt(6 / ((1 + a^2) in)) is exactly 1/sqrt(in). ``rng`` None means backend.global_rng().
+
+    >>> layer = Dense(3, 2)
+    >>> layer(np.ones((5, 3), dtype=np.float32)).shape
+    (5, 2)
+    """
+
+    def __init__(self, in_features, out_features, bias=True, *, rng=None, dtype=np.float32):
+        super().__init__()
+        if in_features < 1 or out_features < 1:
+            raise ValueError(f"Dense needs at least one input and one output feature, "
+                             f"got in_features={in_features}, out_features={out_features}")
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        rng = backend.global_rng() if rng is None else rng
+        bound = 1.0 / math.sqrt(in_features)
+
+        def uniform(shape):  # U(-bound, bound) from U[0, 1)
+            return (2 * backend.uniform(rng, shape, dtype) - 1) * bound
+
+        self.weight = uniform((self.out_features, self.in_features))
+        self.bias = uniform((self.out_features,)) if bias else None
+
+    def forward(self, x):
+        if backend.shape_of(x)[-1:] != (self.in_features,):
+            raise ValueError(f"{self!r} expects inputs whose last dimension is {self.in_features}, "
+                             f"got shape {backend.shape_of(x)}")
+        weight = self.weight
+        y = x @ weight.T
+        if self.bias is not None:
+            y += self.bias  # y is a fresh array: add in place
+        return y, (x, weight)
+
+    def backward(self, cache, grad_y, needs_input_grad):
+        # dL/dW = g^T x ; dL/db = sum over the batch of g ; dL/dx = g W
+        x, weight = cache
+        g = grad_y.reshape(-1, self.out_features)  # fold all leading batch dims into one
+        grad_params = {"weight": g.T @ x.reshape(-1, self.in_features)}
+        if self.bias is not None:
+            grad_params["bias"] = g.sum(axis=0)
+        grad_x = grad_y @ weight if needs_input_grad[0] else None
+        return (grad_x,), grad_params
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+Linear = Dense  # PyTorch's name, so Pyro code ports by changing imports
+
+
+# ---------------------------------------------------------------- activations
+# Each is parameterless: backward returns an empty dict of parameter gradients, and
+# nothing at all when the input needs no gradient.
+
+
+def _sigmoid(x):
+    """1 / (1 + exp(-x)) without overflow: written as exp(min(x, 0)) / (1 + exp(-|x|)),
+    so exp only ever sees arguments <= 0 (equal to the textbook form on both sides of 0)."""
+    xp = backend.array_module(x)
+    denominator = xp.abs(x)
+    xp.negative(denominator, out=denominator)
+    xp.exp(denominator, out=denominator)
+    denominator += 1
+    y = xp.minimum(x, 0)
+    xp.exp(y, out=y)
+    y /= denominator
+    return y
+
+
+class Sigmoid(Module):
+    """sigmoid(x) = 1 / (1 + exp(-x)), finite for every float32 input."""
+
+    def forward(self, x):
+        y = _sigmoid(x)
+        return y, y
+
+    def backward(self, y, grad_y, needs_input_grad):
+        # sigmoid'(x) = s (1 - s), with s the output kept in the cache
+        if not needs_input_grad[0]:
+            return (None,), {}
+        slope = 1 - y
+        slope *= y
+        return (grad_y * slope,), {}
+
+
+class Softplus(Module):
+    """softplus(x) = log(1 + exp(beta x)) / beta, and exactly x where beta x > threshold.
+
+    The threshold is PyTorch's (``nn.Softplus(beta=1, threshold=20)``): above it the
+    function is taken to be linear. Below it we use the identity
+    log(1 + e^z) = max(z, 0) + log1p(e^-|z|), which cannot overflow.
+    """
+
+    def __init__(self, beta=1.0, threshold=20.0):
+        super().__init__()
+        self.beta, self.threshold = float(beta), float(threshold)
+
+    def forward(self, x):
+        xp = backend.array_module(x)
+        z = x if self.beta == 1.0 else self.beta * x
+        y = xp.abs(z)
+        xp.negative(y, out=y)
+        xp.exp(y, out=y)     # e^-|z| in (0, 1]
+        xp.log1p(y, out=y)
+        y += xp.maximum(z, 0)
+        if self.beta != 1.0:
+            y /= self.beta
+        xp.copyto(y, x, where=z > self.threshold)  # linear above the threshold
+        return y, (x, y)
+
+    def backward(self, cache, grad_y, needs_input_grad):
+        # softplus'(x) = sigmoid(beta x) = 1 - exp(-beta y) = -expm1(-beta y); 1 above the threshold
+        if not needs_input_grad[0]:
+            return (None,), {}
+        x, y = cache
+        xp = backend.array_module(y)
+        slope = y * -self.beta
+        xp.expm1(slope, out=slope)  # accurate even where y is tiny (large negative x)
+        xp.negative(slope, out=slope)
+        above = (x if self.beta == 1.0 else self.beta * x) > self.threshold
+        xp.copyto(slope, 1, where=above)
+        return (grad_y * slope,), {}
+
+    def extra_repr(self):
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+
+class Tanh(Module):
+    """tanh(x), elementwise."""
+
+    def forward(self, x):
+        y = backend.array_module(x).tanh(x)
+        return y, y
+
+    def backward(self, y, grad_y, needs_input_grad):
+        # tanh'(x) = 1 - t^2, with t the output kept in the cache
+        if not needs_input_grad[0]:
+            return (None,), {}
+        slope = y * y
+        backend.array_module(y).subtract(1, slope, out=slope)
+        return (grad_y * slope,), {}
+
+
+class ReLU(Module):
+    """max(x, 0), elementwise."""
+
+    def forward(self, x):
+        y = backend.array_module(x).maximum(x, 0)
+        return y, y
+
+    def backward(self, y, grad_y, needs_input_grad):
+        # relu'(x) = 1 where x > 0, else 0 (and y > 0 exactly where x > 0); 0 at x = 0, as torch
+        if not needs_input_grad[0]:
+            return (None,), {}
+        return (grad_y * (y > 0),), {}
+
+
+class Exp(Module):
+    """exp(x), elementwise (overflows to inf above about 88 in float32, as np.exp does)."""
+
+    def forward(self, x):
+        y = backend.array_module(x).exp(x)
+        return y, y
+
+    def backward(self, y, grad_y, needs_input_grad):
+        # exp'(x) = exp(x): reuse the output kept in the cache
+        if not needs_input_grad[0]:
+            return (None,), {}
+        return (grad_y * y,), {}
+

@@ -1,0 +1,304 @@
+"""Optimisers with Pyro's interface: ``Adam({"lr": 1e-3})``, ``SGD``, ``ClippedAdam``.
+
+Teaches: the update rules of torch.optim.SGD, torch.optim.Adam and Pyro's ClippedAdam,
+written as plain in-place NumPy so every parameter array keeps its identity (modules
+and the param store share it). As in Pyro's PyroOptim, each parameter name gets its own
+state (step count, moments) the first time it is seen. Builds on params.py.
+"""
+import math
+
+import numpy as np
+
+from .backend import array_module
+from .params import read_npz, save_npz_atomically
+
+
+class PyroOptim:
+    """Base class: hyperparameters from a dict (or a callable name -> dict), per-name state.
+
+    ``step(params, grads)``: ``params`` maps names to unconstrained arrays, updated IN PLACE;
+    ``grads`` maps names to gradients of the loss to minimise. A name without a gradient
+    is left alone, as torch skips a parameter whose ``.grad`` is None.
+    """
+
+    defaults = {}  # hyperparameter -> default value; None means required
+
+    def __init__(self, optim_args, clip_args=None):
+        if clip_args is not None:
+            raise NotImplementedError("clip_args is not supported; use ClippedAdam (clip_norm) instead")
+        if not (isinstance(optim_args, dict) or callable(optim_args)):
+            raise TypeError(f"{type(self).__name__} takes a dict of hyperparameters, e.g. "
+                            f"{type(self).__name__}({{'lr': 1e-3}}), or a callable param_name -> dict; "
+                            f"got {type(optim_args).__name__}")
+        self.optim_args = optim_args
+        if isinstance(optim_args, dict):
+            self._resolve(optim_args)  # report a bad hyperparameter now, not at the first step
+        self.state = {}  # name -> {"step": int, arrays named by state_arrays, ...}
+        self._hyperparameters = {}  # name -> resolved hyperparameters (fixed at first sight, as Pyro)
+
+    # ---------------------------------------------------------- the subclass's part
+    def state_arrays(self, hyper):
+        """Names of the per-parameter arrays this rule keeps (each shaped like the param)."""
+        return ()
+
+    def initial_scalars(self, hyper):
+        """Per-parameter numbers kept besides the step count (ClippedAdam's decayed lr)."""
+        return {}
+
+    def validate(self, hyper):
+        pass
+
+    def update(self, param, grad, state, hyper):
+        raise NotImplementedError
+
+    # ---------------------------------------------------------- the shared part
+    def hyperparameters(self, name):
+        if name not in self._hyperparameters:
+            # Pyro hands the callable the name as nn.Module would spell it: "encoder.fc1.weight"
+            # for the module param stored as "encoder$$$fc1.weight"
+            args = self.optim_args(name.replace("$$$", ".")) if callable(self.optim_args) else self.optim_args
+            self._hyperparameters[name] = self._resolve(args, name)
+        return self._hyperparameters[name]
+
+    def _resolve(self, args, name=None):
+        where = f"{type(self).__name__}" + (f" (param {name!r})" if name is not None else "")
+        if not isinstance(args, dict):
+            raise TypeError(f"{where}: the per-param callable must return a dict, got {type(args).__name__}")
+        unknown = sorted(set(args) - set(self.defaults))
+        if unknown:
+            raise ValueError(f"{where}: unknown hyperparameter(s) {unknown}; known: {sorted(self.defaults)}")
+        hyper = {**self.defaults, **args}
+        missing = sorted(k for k, v in hyper.items() if v is None)
+        if missing:
+            raise ValueError(f"{where}: missing required hyperparameter(s) {missing}")
+        try:
+            self.validate(hyper)
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from None
+        return hyper
+
+    def step(self, params, grads):
+        for name, grad in grads.items():
+            if grad is None:
+                continue
+            if name not in params:
+                raise KeyError(f"{type(self).__name__}.step: gradient for {name!r} but no param of that name")
+            param = params[name]
+            if getattr(grad, "shape", ()) != param.shape:
+                raise ValueError(f"{type(self).__name__}.step: gradient of {name!r} has shape "
+                                 f"{getattr(grad, 'shape', ())}, the param has shape {param.shape}")
+            hyper = self.hyperparameters(name)
+            state = self.state.get(name)
+            if state is None:
+                state = self.state[name] = self._initial_state(param, hyper)
+            else:
+                self._match_param(name, state, param, hyper)
+            xp = array_module(param)
+            self.update(param, xp.asarray(grad, dtype=param.dtype), state, hyper)
+
+    def _initial_state(self, param, hyper):
+        xp = array_module(param)
+        state = {"step": 0, **self.initial_scalars(hyper)}
+        for key in self.state_arrays(hyper):
+            state[key] = xp.zeros_like(param)  # moments in the param's dtype
+        return state
+
+    def _match_param(self, name, state, param, hyper):
+        """A loaded state must fit the param: same shape; dtype and device made to match."""
+        xp = array_module(param)
+        for key in self.state_arrays(hyper):
+            array = state[key]
+            if array.shape != param.shape:
+                raise ValueError(f"{type(self).__name__}: state {key!r} of {name!r} has shape {array.shape}, "
+                                 f"the param has {param.shape}; was the param re-created? drop its state "
+                                 f"with `del optim.state[{name!r}]`")
+            if array.dtype != param.dtype or array_module(array) is not xp:
+                state[key] = xp.asarray(array, dtype=param.dtype)
+
+    # ---------------------------------------------------------- state and files
+    def get_state(self):
+        """{name: {"step": int, <moment name>: copy of array, ...}} for every param seen."""
+        return {name: {k: (v.copy() if hasattr(v, "copy") else v) for k, v in s.items()}
+                for name, s in self.state.items()}
+
+    def set_state(self, state):
+        """Set the state of every name in ``state`` (copies; other names are kept, as in Pyro)."""
+        checked = {name: self._checked_entry(name, entry) for name, entry in state.items()}
+        self.state.update(checked)
+
+    def _checked_entry(self, name, entry):
+        hyper = self.hyperparameters(name)
+        expected = {"step", *self.initial_scalars(hyper), *self.state_arrays(hyper)}
+        if not isinstance(entry, dict) or set(entry) != expected:
+            got = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
+            raise ValueError(f"{type(self).__name__}: state of {name!r} must have keys "
+                             f"{sorted(expected)}, got {got}")
+        checked = {"step": int(entry["step"])}
+        checked.update({k: float(entry[k]) for k in self.initial_scalars(hyper)})
+        for key in self.state_arrays(hyper):
+            if getattr(entry[key], "dtype", None) is None or entry[key].dtype.kind != "f":
+                raise ValueError(f"{type(self).__name__}: state {key!r} of {name!r} is not a floating array")
+            checked[key] = entry[key].copy()
+        return checked
+
+    def _format(self):
+        return f"minippl.optim.{type(self).__name__}/1"
+
+    def save(self, path):
+        """Write the state to ``path`` (".npz" appended if missing) atomically; return that path."""
+        arrays = {"__format__": np.array(self._format())}
+        for name, entry in self.state.items():
+            for key, value in entry.items():
+                value = value.get() if array_module(value) is not np else value  # CuPy -> host
+                arrays[f"state/{name}/{key}"] = np.asarray(value)
+        return save_npz_atomically(path, arrays)
+
+    def load(self, path):
+        """Read a file written by ``save``; a corrupt or mismatched file raises ValueError
+        naming it, and the optimiser is left unchanged."""
+        path, arrays = read_npz(path, "optimiser state")
+        marker = arrays.pop("__format__", None)
+        if marker is None or marker.dtype.kind != "U" or str(marker) != self._format():
+            found = str(marker) if marker is not None and marker.dtype.kind == "U" else "no marker"
+            raise ValueError(f"{path!r} does not hold {type(self).__name__} state ({found})")
+        state = {}
+        for key, array in arrays.items():
+            kind, _, rest = key.partition("/")
+            name, _, field = rest.rpartition("/")  # names may contain "/"; fields never do
+            if kind != "state" or not name:
+                raise ValueError(f"{path!r}: unexpected entry {key!r}")
+            state.setdefault(name, {})[field] = array
+        try:
+            self.set_state(state)
+        except ValueError as error:
+            raise ValueError(f"{path!r}: {error}") from None
+
+
+def _check_betas(hyper):
+    beta1, beta2 = hyper["betas"]
+    if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
+        raise ValueError(f"betas must lie in [0, 1), got {hyper['betas']}")
+    if hyper["lr"] < 0 or hyper["eps"] < 0 or hyper["weight_decay"] < 0:
+        raise ValueError("lr, eps and weight_decay must be >= 0")
+
+
+class SGD(PyroOptim):
+    """torch.optim.SGD: optional L2 weight decay, momentum with dampening, Nesterov."""
+
+    defaults = {"lr": 1e-3, "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False}
+
+    def validate(self, hyper):
+        if hyper["lr"] < 0 or hyper["momentum"] < 0 or hyper["weight_decay"] < 0:
+            raise ValueError("lr, momentum and weight_decay must be >= 0")
+        if hyper["nesterov"] and (hyper["momentum"] <= 0 or hyper["dampening"] != 0):
+            raise ValueError("nesterov needs momentum > 0 and dampening = 0 (as in torch)")
+
+    def state_arrays(self, hyper):
+        return ("momentum_buffer",) if hyper["momentum"] != 0 else ()
+
+    def update(self, param, grad, state, hyper):
+        if hyper["weight_decay"] != 0:
+            grad = grad + hyper["weight_decay"] * param  # g += wd * theta  (gradient of wd/2 |theta|^2)
+        momentum = hyper["momentum"]
+        if momentum != 0:
+            buffer = state["momentum_buffer"]
+            if state["step"] == 0:
+                buffer[...] = grad  # b_1 = g_1 (torch starts the buffer at the first gradient)
+            else:
+                buffer *= momentum  # b_t = mu b_{t-1} + (1 - dampening) g_t
+                buffer += (1.0 - hyper["dampening"]) * grad
+            grad = grad + momentum * buffer if hyper["nesterov"] else buffer  # Nesterov: g + mu b_t
+        state["step"] += 1
+        param -= hyper["lr"] * grad  # theta_t = theta_{t-1} - lr * g
+
+
+class Adam(PyroOptim):
+    """torch.optim.Adam (L2 weight decay added to the gradient; amsgrad not supported)."""
+
+    defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False}
+
+    def validate(self, hyper):
+        if hyper["amsgrad"]:
+            raise NotImplementedError("Adam(amsgrad=True) is not supported by minippl")
+        _check_betas(hyper)
+
+    def state_arrays(self, hyper):
+        return ("exp_avg", "exp_avg_sq")
+
+    def update(self, param, grad, state, hyper):
+        if hyper["weight_decay"] != 0:
+            grad = grad + hyper["weight_decay"] * param  # g += wd * theta
+        scratch = update_moments(grad, state, hyper["betas"])
+        step = state["step"]
+        beta1, beta2 = hyper["betas"]
+        bias_correction1, bias_correction2 = 1.0 - beta1**step, 1.0 - beta2**step
+        # theta -= lr * m_hat / (sqrt(v_hat) + eps), m_hat = m / bc1, v_hat = v / bc2,
+        # evaluated in torch's order: denom = sqrt(v) / sqrt(bc2) + eps; step = lr / bc1
+        xp = array_module(param)
+        xp.sqrt(state["exp_avg_sq"], out=scratch)
+        scratch /= math.sqrt(bias_correction2)
+        scratch += hyper["eps"]
+        xp.divide(state["exp_avg"], scratch, out=scratch)
+        scratch *= hyper["lr"] / bias_correction1
+        param -= scratch
+
+
+def update_moments(grad, state, betas, centered_variance=False):
+    """Adam's moving averages, in place; counts the step; returns a spare param-shaped buffer.
+
+    m_t = beta1 m_{t-1} + (1 - beta1) g        v_t = beta2 v_{t-1} + (1 - beta2) d^2
+    with d = g, or d = g - m_t for Pyro's ClippedAdam(centered_variance=True).
+    """
+    beta1, beta2 = betas
+    exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+    xp = array_module(exp_avg)
+    scratch = xp.empty_like(exp_avg)
+    xp.multiply(grad, 1.0 - beta1, out=scratch)
+    exp_avg *= beta1
+    exp_avg += scratch
+    if centered_variance:
+        xp.subtract(grad, exp_avg, out=scratch)
+        scratch *= scratch
+    else:
+        xp.multiply(grad, grad, out=scratch)
+    scratch *= 1.0 - beta2
+    exp_avg_sq *= beta2
+    exp_avg_sq += scratch
+    state["step"] += 1
+    return scratch
+
+
+class ClippedAdam(Adam):
+    """Pyro's ClippedAdam: each gradient element clamped to [-clip_norm, clip_norm], then
+    Adam with eps added to sqrt(v) before the bias correction is folded into the step size,
+    and the learning rate multiplied by ``lrd`` at the start of every step (lr_t = lr lrd^t).
+    ``centered_variance=True`` tracks the variance of g around m_t instead of g^2."""
+
+    defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
+                "clip_norm": 10.0, "lrd": 1.0, "centered_variance": False}
+
+    def validate(self, hyper):
+        _check_betas(hyper)
+        if hyper["clip_norm"] <= 0 or hyper["lrd"] <= 0:
+            raise ValueError("clip_norm and lrd must be > 0")
+
+    def initial_scalars(self, hyper):
+        return {"lr": float(hyper["lr"])}  # decays per param, so it is state (Pyro: group['lr'])
+
+    def update(self, param, grad, state, hyper):
+        state["lr"] *= hyper["lrd"]
+        xp = array_module(param)
+        clip = hyper["clip_norm"]
+        grad = xp.clip(grad, -clip, clip)  # a new array: the caller's gradient is left as it was
+        if hyper["weight_decay"] != 0:
+            grad += hyper["weight_decay"] * param  # g += wd * theta, after clipping (as Pyro)
+        scratch = update_moments(grad, state, hyper["betas"], hyper["centered_variance"])
+        step = state["step"]
+        beta1, beta2 = hyper["betas"]
+        # theta -= lr_t * sqrt(bc2) / bc1 * m / (sqrt(v) + eps)
+        step_size = state["lr"] * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
+        xp.sqrt(state["exp_avg_sq"], out=scratch)
+        scratch += hyper["eps"]
+        xp.divide(state["exp_avg"], scratch, out=scratch)
+        scratch *= step_size
+        param -= scratch

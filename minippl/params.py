@@ -1,0 +1,356 @@
+"""The param store: learnable arrays live here, unconstrained; reading one applies its transform.
+
+Teaches: ``value = biject_to(constraint).forward(u)`` with ``u`` the stored array,
+so an optimiser may move ``u`` anywhere in R; module weights are stored as the very
+arrays the module holds (no copies); and a store is saved and loaded as plain
+``.npz`` data (no pickle), written atomically. Builds on distributions/constraints.py.
+"""
+import contextlib
+import os
+import tempfile
+import weakref
+
+import numpy as np
+
+from .backend import array_module
+from .distributions import constraints
+
+_FORMAT = "minippl.ParamStore/1"
+
+
+def _as_float_array(value):
+    """A floating ndarray stays the very same object; a Python or NumPy scalar becomes
+    a 0-d array (updatable in place); integers become float64."""
+    xp = array_module(value)
+    array = value if xp is not np or isinstance(value, np.ndarray) else np.asarray(value)
+    return array if array.dtype.kind == "f" else array.astype(np.float64)
+
+
+def _to_numpy(array):
+    return array.get() if array_module(array) is not np else np.asarray(array)
+
+
+class ParamStore:
+    """Dict-like: ``store[name]`` is the constrained value; ``get_unconstrained(name)`` the stored array.
+
+    >>> store = ParamStore()
+    >>> float(store.setdefault("scale", 2.0, constraints.positive))
+    2.0
+    >>> float(store.get_unconstrained("scale"))  # log 2
+    0.6931471805599453
+    """
+
+    def __init__(self):
+        self._params = {}  # name -> unconstrained array (what optimisers update in place)
+        self._constraints = {}  # name -> Constraint
+        self._transforms = {}  # name -> biject_to(constraint), built once
+        self._owners = {}  # name -> [(weakref to module, dotted path)]: who else holds the array
+
+    # ---------------------------------------------------------- dict behaviour
+    def __getitem__(self, name):
+        return self.constrained(name)
+
+    def __setitem__(self, name, value):
+        """Set the constrained value, keeping the name's constraint (real for a new name)."""
+        constraint = self._constraints.get(name, constraints.real)
+        self._set(name, self._unconstrain(name, value, constraint), constraint)
+
+    def __contains__(self, name):
+        return name in self._params
+
+    def __len__(self):
+        return len(self._params)
+
+    def __iter__(self):
+        return iter(self._params)
+
+    def __delitem__(self, name):
+        self._require(name)
+        for table in (self._params, self._constraints, self._transforms):
+            del table[name]
+        self._owners.pop(name, None)
+
+    def keys(self):
+        return self._params.keys()
+
+    def items(self):
+        """(name, constrained value) pairs."""
+        return [(name, self.constrained(name)) for name in self._params]
+
+    def clear(self):
+        for table in (self._params, self._constraints, self._transforms, self._owners):
+            table.clear()
+
+    def is_empty(self):
+        return not self._params
+
+    def __repr__(self):
+        return f"ParamStore({', '.join(f'{n}: {self._constraints[n].spec}' for n in self._params)})"
+
+    # ---------------------------------------------------------- reading and writing
+    def setdefault(self, name, init, constraint=constraints.real):
+        """Store ``init`` (a CONSTRAINED value, or a callable returning one) unless ``name``
+        exists; return the constrained value. With ``constraints.real`` and a float
+        ndarray ``init``, the store keeps that very array, not a copy."""
+        if name not in self._params:
+            value = init() if callable(init) else init
+            self._set(name, self._unconstrain(name, value, constraint), constraint)
+        return self.constrained(name)
+
+    def get_unconstrained(self, name):
+        self._require(name)
+        return self._params[name]
+
+    def get_constraint(self, name):
+        self._require(name)
+        return self._constraints[name]
+
+    def get_transform(self, name):
+        """``biject_to(get_constraint(name))``, built once per name."""
+        self._require(name)
+        return self._transforms[name]
+
+    def constrained(self, name):
+        """``forward(unconstrained)``; for a real param the stored array object itself."""
+        self._require(name)
+        return self._transforms[name].forward(self._params[name])
+
+    def named_parameters(self):
+        """(name, unconstrained array) pairs: what an optimiser updates, in place."""
+        return list(self._params.items())
+
+    def set_unconstrained(self, name, array):
+        """Replace the stored array object by ``array`` and rebind every module holding it."""
+        self._require(name)
+        self._set(name, array, self._constraints[name])
+
+    # ---------------------------------------------------------- modules
+    def register_module_array(self, name, array, owner, path):
+        """Share a module's parameter array with the store; return the array both now hold.
+
+        A new name stores ``array`` itself (constraint real) and remembers ``owner``
+        and its dotted ``path`` (e.g. "fc1.weight"). A known name keeps the store's
+        array (e.g. one just loaded) and rebinds it into the module with
+        ``owner.set_parameter(path, store_array)``.
+        """
+        if name not in self._params:
+            self._set(name, array, constraints.real)
+        else:
+            stored = self._params[name]
+            if self._constraints[name] != constraints.real:
+                raise ValueError(f"param '{name}' is in the store with {self._constraints[name]!r}, "
+                                 "but module parameters are unconstrained (real); use another name")
+            if stored.shape != array.shape or stored.dtype != array.dtype:
+                raise ValueError(
+                    f"param '{name}' is in the store with shape {stored.shape} and dtype {stored.dtype}, "
+                    f"but module path '{path}' has shape {array.shape} and dtype {array.dtype}; "
+                    "call minippl.clear_param_store() (or use a scope()) before registering a changed module")
+            if stored is not array:
+                owner.set_parameter(path, stored)
+        owners = self._owners.setdefault(name, [])
+        if not any(ref() is owner and p == path for ref, p in owners):
+            owners.append((_reference(owner), path))
+        return self._params[name]
+
+    # ---------------------------------------------------------- state
+    def get_state(self):
+        """Pyro's layout: {"params": {name: copy of unconstrained}, "constraints": {name: Constraint}}."""
+        return {"params": {name: u.copy() for name, u in self._params.items()},
+                "constraints": dict(self._constraints)}
+
+    def set_state(self, state):
+        """Set every name in ``state`` (other names are kept, as in Pyro).
+
+        Where the store already holds an array of the same shape and dtype, the values
+        are copied INTO it, so modules sharing it see them; otherwise a copy of the
+        state's array replaces it (and owners are rebound).
+        """
+        params, constraints_ = self._validate_state(state, where="set_state")
+        for name, u in params.items():
+            current = self._params.get(name)
+            xp = array_module(current) if current is not None else np
+            if current is not None and current.shape == u.shape and current.dtype == u.dtype:
+                current[...] = xp.asarray(u)
+                self._constraints[name] = constraints_[name]
+                self._transforms[name] = constraints.biject_to(constraints_[name])
+            else:
+                self._set(name, xp.array(u, copy=True), constraints_[name])
+
+    def save(self, path):
+        """Write the store to ``path`` (".npz" appended if missing) atomically; return that path."""
+        arrays = {"__format__": np.array(_FORMAT)}
+        for name, u in self._params.items():
+            arrays[f"param/{name}"] = _to_numpy(u)
+            arrays[f"constraint/{name}"] = np.array(self._constraints[name].spec)
+        return save_npz_atomically(path, arrays)
+
+    def load(self, path):
+        """Read a file written by ``save`` and ``set_state`` it. The whole file is read and
+        checked first: a corrupt file raises ValueError and leaves the store unchanged."""
+        path, arrays = read_npz(path, "param store")
+        marker = arrays.pop("__format__", np.array(""))
+        if marker.dtype.kind != "U" or marker.ndim != 0 or str(marker) != _FORMAT:
+            raise ValueError(f"{path!r} is not a minippl param store file (no '{_FORMAT}' marker)")
+        state = {"params": {}, "constraints": {}}
+        for key, array in arrays.items():
+            kind, _, name = key.partition("/")
+            if kind == "param":
+                state["params"][name] = array
+            elif kind == "constraint" and array.dtype.kind == "U" and array.ndim == 0:
+                try:
+                    state["constraints"][name] = constraints.from_spec(str(array))
+                except ValueError as error:
+                    raise ValueError(f"{path!r}: param '{name}': {error}") from None
+            else:
+                raise ValueError(f"{path!r}: unexpected entry {key!r}")
+        self._validate_state(state, where=repr(path))
+        self.set_state(state)
+
+    @contextlib.contextmanager
+    def scope(self, state=None):
+        """Make a fresh store the active one inside the block; yield it.
+
+        ``state`` may be a store yielded by an earlier scope (to go back to it) or a
+        ``get_state()`` dict. Pyro's scope swaps the contents of its one store;
+        minippl swaps which store is active, so the outer store and modules bound to
+        its arrays are untouched, and ``get_param_store()`` returns the active one.
+        """
+        global _ACTIVE_STORE
+        inner = state if isinstance(state, ParamStore) else ParamStore()
+        if state is not None and not isinstance(state, ParamStore):
+            inner.set_state(state)
+        previous, _ACTIVE_STORE = _ACTIVE_STORE, inner
+        try:
+            yield inner
+        finally:
+            _ACTIVE_STORE = previous
+
+    # ---------------------------------------------------------- internals
+    def _require(self, name):
+        if name not in self._params:
+            known = ", ".join(repr(n) for n in list(self._params)[:10]) or "none"
+            raise KeyError(f"no param named {name!r} in the param store (known: {known})")
+
+    def _unconstrain(self, name, value, constraint):
+        """u = inverse(value) after checking that value lies in the constraint's support."""
+        if not isinstance(constraint, constraints.Constraint):
+            raise TypeError(f"param '{name}': constraint must be a Constraint such as "
+                            f"constraints.positive, got {type(constraint).__name__}")
+        value = _as_float_array(value)
+        if not bool(array_module(value).all(constraint.check(value))):
+            raise ValueError(f"param '{name}': initial value is outside {constraint!r} "
+                             "(the value given is the CONSTRAINED one, e.g. a scale must be > 0)")
+        return _as_float_array(constraints.biject_to(constraint).inverse(value))
+
+    def _set(self, name, array, constraint):
+        if getattr(array, "dtype", None) is None or array.dtype.kind != "f":
+            raise TypeError(f"param '{name}': the stored array must be a floating ndarray, "
+                            f"got {type(array).__name__}")
+        self._check_module_shape(name, array.shape, where="set")
+        old = self._params.get(name)
+        self._params[name] = array
+        self._constraints[name] = constraint
+        self._transforms[name] = constraints.biject_to(constraint)
+        if old is not None and old is not array:
+            self._rebind_owners(name, array)
+
+    def _check_module_shape(self, name, shape, where):
+        """A module's layer sizes are fixed: its arrays may be replaced, never reshaped."""
+        current = self._params.get(name)
+        owned = any(ref() is not None for ref, _ in self._owners.get(name, []))
+        if owned and current.shape != tuple(shape):
+            raise ValueError(f"{where}: param {name!r} belongs to a module and has shape {current.shape}, "
+                             f"the new value has shape {tuple(shape)}; build the module with matching "
+                             "sizes, or clear the param store first")
+
+    def _rebind_owners(self, name, array):
+        alive = []
+        for ref, path in self._owners.get(name, []):
+            owner = ref()
+            if owner is not None:
+                owner.set_parameter(path, array)
+                alive.append((ref, path))
+        self._owners[name] = alive
+
+    def _validate_state(self, state, where):
+        """Check a state dict completely before anything changes; return (params, constraints)."""
+        if not isinstance(state, dict) or "params" not in state or "constraints" not in state:
+            raise ValueError(f"{where}: a state is a dict with keys 'params' and 'constraints' "
+                             "(see get_state())")
+        params, constraints_ = state["params"], state["constraints"]
+        if set(params) != set(constraints_):
+            missing = sorted(set(params) ^ set(constraints_))
+            raise ValueError(f"{where}: params and constraints name different sites: {missing}")
+        for name, u in params.items():
+            if getattr(u, "dtype", None) is None or u.dtype.kind != "f":
+                raise ValueError(f"{where}: param {name!r} is not a floating array "
+                                 f"({getattr(u, 'dtype', type(u))})")
+            if not isinstance(constraints_[name], constraints.Constraint):
+                raise ValueError(f"{where}: constraint of {name!r} is not a Constraint")
+            self._check_module_shape(name, u.shape, where)
+        return params, constraints_
+
+
+def _reference(owner):
+    """A weak reference where the owner allows one (a store must not keep dead modules alive)."""
+    try:
+        return weakref.ref(owner)
+    except TypeError:
+        return lambda: owner
+
+
+# ------------------------------------------------------------------ .npz files (shared with optim.py)
+def _npz_path(path):
+    path = os.fspath(path)
+    return path if path.endswith(".npz") else path + ".npz"  # np.savez's own convention
+
+
+def save_npz_atomically(path, arrays):
+    """np.savez into a temporary file beside ``path``, then os.replace it: a crash
+    mid-write leaves the previous file intact. Returns the path written."""
+    path = _npz_path(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            np.savez(file, **arrays)  # a file object: np.savez appends no suffix
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes 0600; give the usual permissions
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return path
+
+
+def read_npz(path, what):
+    """Read every array of an .npz (``path``, else ``path`` + ".npz") without pickle;
+    any failure becomes a ValueError that names the file. Returns (path, {key: array})."""
+    path = os.fspath(path)
+    if not os.path.exists(path) and os.path.exists(_npz_path(path)):
+        path = _npz_path(path)
+    problem = f"cannot read {what} file {path!r} (corrupt, truncated or not written by minippl)"
+    with open(path, "rb") as file:  # a missing file raises FileNotFoundError here, as it should
+        if file.read(4) != b"PK\x03\x04":  # otherwise np.load would try it as a pickle
+            raise ValueError(f"{problem}: it is not an .npz (zip) archive")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return path, {key: npz[key] for key in npz.files}
+    except Exception as error:  # zipfile, OSError, EOFError, ValueError: all mean "unreadable"
+        raise ValueError(f"{problem}: {type(error).__name__}: {error}") from None
+
+
+# ------------------------------------------------------------------ the active store
+_ACTIVE_STORE = ParamStore()
+
+
+def get_param_store():
+    """The active param store (a fresh one inside ``get_param_store().scope()``)."""
+    return _ACTIVE_STORE
+
+
+def clear_param_store():
+    """Empty the active param store (Pyro's ``pyro.clear_param_store()``)."""
+    _ACTIVE_STORE.clear()

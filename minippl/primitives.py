@@ -1,0 +1,81 @@
+"""The primitives a model is written with: ``sample``, ``param``, ``module``, ``deterministic``.
+
+Teaches: a primitive only describes a site and sends it through the handler
+stack (runtime.py); what happens to it (recorded, replayed, conditioned,
+seeded...) is decided by the handlers around it. With no handler active,
+``sample`` simply draws, exactly as in Pyro. Builds on runtime.py, params.py
+and the distributions.
+"""
+from .distributions import constraints
+from .distributions.distribution import Distribution
+from .distributions.delta import Delta
+from .params import get_param_store
+from .runtime import apply_stack, new_message, stack_is_empty
+
+
+def sample(name, fn, obs=None, infer=None, sample_shape=()):
+    """Draw the random choice ``name`` from the distribution ``fn``, or observe ``obs``."""
+    if not isinstance(fn, Distribution):
+        raise TypeError(
+            f"sample site '{name}': expected a distribution such as dist.Normal(loc, scale), "
+            f"got {type(fn).__name__}."
+        )
+    if stack_is_empty():
+        return obs if obs is not None else fn.sample(sample_shape)
+    msg = new_message(
+        "sample", name, fn,
+        value=obs, is_observed=obs is not None, done=obs is not None,
+        infer=dict(infer or {}), kwargs={"sample_shape": sample_shape},
+    )
+    return apply_stack(msg)["value"]
+
+
+def param(name, init=None, constraint=constraints.real, event_dim=None, *, init_tensor=None):
+    """A learnable value, stored unconstrained in the param store; returns it constrained.
+
+    ``init`` (Pyro calls it ``init_tensor``; both are accepted) is used only the
+    first time ``name`` is seen and may be a callable returning the value.
+    The store keeps ``u = biject_to(constraint).inverse(init)``; every read
+    returns ``biject_to(constraint).forward(u)``, whose gradient the ELBO's
+    backward pass maps back to ``u``.
+    """
+    init = init_tensor if init is None else init
+    store = get_param_store()
+    if name not in store:
+        if init is None:
+            raise KeyError(
+                f"param '{name}' is not in the param store and has no initial value: "
+                f"pass one, e.g. minippl.param('{name}', np.zeros(3))."
+            )
+        store.setdefault(name, init() if callable(init) else init, constraint)
+    unconstrained = store.get_unconstrained(name)
+    transform = constraints.biject_to(store.get_constraint(name))
+    if stack_is_empty():
+        return transform.forward(unconstrained)
+    msg = new_message("param", name, transform.forward, args=(unconstrained,), transform=transform)
+    return apply_stack(msg)["value"]
+
+
+def module(name, nn_module, update_module_params=False):
+    """Register the arrays of ``nn_module`` in the param store as ``name$$$path``.
+
+    Nothing is copied: the store holds the module's very arrays (or, if the
+    store already has values for these names, e.g. after ``load``, the module
+    is rebound to the store's arrays). Each array is then read with ``param``,
+    so traces see it and its gradient reaches the store.
+    """
+    if update_module_params:
+        raise NotImplementedError("module(update_module_params=True): load the param store before training instead")
+    store = get_param_store()
+    for path, array in list(nn_module.named_parameters()):
+        full_name = f"{name}$$${path}"
+        store.register_module_array(full_name, array, owner=nn_module, path=path)
+        param(full_name)
+    return nn_module
+
+
+def deterministic(name, value, event_dim=None):
+    """Record a computed value in the trace (it adds nothing to the ELBO)."""
+    event_dim = getattr(value, "ndim", 0) if event_dim is None else event_dim
+    fn = Delta(value, event_dim=event_dim).mask(False)
+    return sample(name, fn, obs=value, infer={"_deterministic": True})

@@ -1,0 +1,123 @@
+"""The effect system: messages, the handler stack, and ``apply_stack``.
+
+Teaches: how ``sample`` and ``param`` become *effects*. A primitive builds a
+message (a dict describing the site) and hands it to the stack of active
+handlers; each handler may read or change it; then a default action fills in
+the value. Builds on nothing but Python; every handler in handlers.py is a
+small subclass of :class:`Messenger`.
+
+The stack, drawn once (a Python list; its END is the TOP)::
+
+    with trace():             _STACK[0]   bottom: entered first, outermost
+        with seed(rng_seed=0):  _STACK[1]
+            with plate("N", 3): _STACK[2]   top: entered last, innermost
+                sample("z", ...)
+
+    process_message:     top -> bottom  (plate, then seed, then trace)
+    default action:      draw or look up the value, unless a handler already did
+    postprocess_message: bottom -> top, over the handlers that processed the message
+                         (so trace, the outermost, records the final message)
+
+A handler sets ``msg["stop"] = True`` to hide the message from the handlers
+below it (that is how ``block`` works).
+"""
+from . import backend
+
+_STACK = []
+
+
+class Messenger:
+    """Base class of every handler: a context manager, a decorator and a wrapper.
+
+    ``handler(fn, ...)`` returns a callable that runs ``fn`` inside the handler;
+    ``with handler(...):`` applies it to a block; ``@handler(...)`` to a function.
+    """
+
+    def __init__(self, fn=None):
+        self.fn = fn
+
+    def __enter__(self):
+        _STACK.append(self)
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        # Handlers leave in the reverse order they entered; anything else is a bug.
+        assert _STACK and _STACK[-1] is self, "effect handlers exited out of order"
+        _STACK.pop()
+
+    def process_message(self, msg):
+        pass
+
+    def postprocess_message(self, msg):
+        pass
+
+    def __call__(self, *args, **kwargs):
+        if self.fn is None:  # used as a decorator with arguments: @handler(...)
+            (fn,) = args
+            self.fn = fn
+            return self
+        with self:
+            return self.fn(*args, **kwargs)
+
+
+def new_message(type, name, fn, args=(), kwargs=None, value=None, **extra):
+    """A site's message: everything a handler may want to know or change."""
+    msg = {
+        "type": type,  # "sample", "param", "call" (a layer on the tape) or "plate"
+        "name": name,
+        "fn": fn,
+        "args": args,
+        "kwargs": kwargs or {},
+        "value": value,
+        "is_observed": False,
+        "scale": 1.0,  # multiplies the site's log-prob (plate subsampling, scale handler)
+        "mask": None,  # None or a bool array: which log-prob terms count
+        "cond_indep_stack": (),  # the plates around the site, innermost first
+        "rng": None,  # a seed handler puts its generator here
+        "infer": {},
+        "stop": False,
+        "done": False,  # True once a handler has supplied the value
+    }
+    msg.update(extra)
+    return msg
+
+
+def apply_stack(msg):
+    """Send ``msg`` through the handlers (top to bottom), act, then post-process."""
+    visited = 0
+    for handler in reversed(_STACK):
+        visited += 1
+        handler.process_message(msg)
+        if msg["stop"]:
+            break
+    default_process_message(msg)
+    for handler in _STACK[len(_STACK) - visited:]:
+        handler.postprocess_message(msg)
+    return msg
+
+
+def default_process_message(msg):
+    """What a site does when no handler supplied its value."""
+    if msg["done"]:
+        return
+    if msg["type"] == "sample":
+        fn, rng = msg["fn"], msg["rng"] or backend.global_rng()
+        sample_shape = msg["kwargs"].get("sample_shape", ())
+        if fn.has_rsample:
+            # keep the noise: the ELBO's backward pass needs it for rsample_vjp
+            msg["value"], msg["noise"] = fn.rsample_with_noise(sample_shape, rng=rng)
+        else:
+            msg["value"] = fn.sample(sample_shape, rng=rng)
+    elif msg["type"] == "plate":
+        # a plate's subsample indices: random, so drawn from the seeded generator if any
+        msg["value"] = msg["fn"](msg["rng"] or backend.global_rng())
+    elif msg["type"] == "call":
+        # a layer: run its forward and keep what its backward will need
+        msg["value"], msg["cache"] = msg["fn"].forward(*msg["args"])
+    else:
+        msg["value"] = msg["fn"](*msg["args"], **msg["kwargs"])
+    msg["done"] = True
+
+
+def stack_is_empty():
+    return not _STACK

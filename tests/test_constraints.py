@@ -1,0 +1,174 @@
+"""Constraints and their bijections: round trips, check(), specs, and float64
+finite-difference tests of every hand-written derivative (transform VJP and the
+VJP of log |dx/du|), plus extreme inputs that must not produce NaN."""
+import numpy as np
+import pytest
+
+from minippl.distributions import constraints
+from tests.finite_diff import check_vjp
+
+CONTINUOUS = [
+    constraints.real,
+    constraints.positive,
+    constraints.unit_interval,
+    constraints.interval(-2.0, 5.0),
+    constraints.greater_than(2.0),
+]
+IDS = [c.spec for c in CONTINUOUS]
+
+
+def unconstrained_points(rng, shape=(4, 3)):
+    return 3.0 * rng.standard_normal(shape)
+
+
+@pytest.mark.parametrize("constraint", CONTINUOUS, ids=IDS)
+def test_round_trip_and_support(constraint):
+    rng = np.random.default_rng(1)
+    transform = constraints.biject_to(constraint)
+    u = unconstrained_points(rng)
+    x = transform.forward(u)
+    assert x.shape == u.shape and x.dtype == u.dtype
+    assert constraint.check(x).all()
+    np.testing.assert_allclose(transform.inverse(x), u, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(transform.forward(transform.inverse(x)), x, rtol=1e-12)
+    assert transform(u).shape == u.shape  # transforms are callable, as in torch
+    assert constraint.transform().codomain == constraint
+
+
+@pytest.mark.parametrize("constraint", CONTINUOUS, ids=IDS)
+def test_float32_stays_float32(constraint):
+    transform = constraints.biject_to(constraint)
+    u = np.linspace(-3, 3, 7, dtype=np.float32)
+    x = transform.forward(u)
+    grad = np.ones_like(x)
+    outputs = [x, transform.inverse(x), transform.vjp(u, x, grad),
+               transform.log_abs_det_jacobian(u, x), transform.log_abs_det_jacobian_vjp(u, x, grad)]
+    assert all(out.dtype == np.float32 for out in outputs)
+
+
+@pytest.mark.parametrize("constraint", CONTINUOUS, ids=IDS)
+def test_transform_vjp_matches_finite_differences(constraint):
+    transform = constraints.biject_to(constraint)
+    u = unconstrained_points(np.random.default_rng(2))
+    check_vjp(lambda u: transform.forward(u), {"u": u},
+              lambda cotangent, u: {"u": transform.vjp(u, transform.forward(u), cotangent)})
+
+
+@pytest.mark.parametrize("constraint", CONTINUOUS, ids=IDS)
+def test_log_abs_det_jacobian_vjp_matches_finite_differences(constraint):
+    transform = constraints.biject_to(constraint)
+    u = unconstrained_points(np.random.default_rng(3))
+
+    def log_det(u):
+        return transform.log_abs_det_jacobian(u, transform.forward(u))
+
+    def log_det_vjp(cotangent, u):
+        return {"u": transform.log_abs_det_jacobian_vjp(u, transform.forward(u), cotangent)}
+
+    if constraint == constraints.real:  # log|dx/du| = 0: compare with zero directly
+        assert not log_det(u).any() and not log_det_vjp(np.ones_like(u), u)["u"].any()
+        return
+    check_vjp(log_det, {"u": u}, log_det_vjp)
+
+
+def test_log_abs_det_jacobian_values():
+    u = np.array([-2.0, 0.0, 1.5])
+    exp = constraints.biject_to(constraints.positive)
+    np.testing.assert_allclose(exp.log_abs_det_jacobian(u, exp.forward(u)), u)
+    lo, hi = -2.0, 5.0
+    sigmoid = 1 / (1 + np.exp(-u))
+    interval = constraints.biject_to(constraints.interval(lo, hi))
+    expected = np.log((hi - lo) * sigmoid * (1 - sigmoid))
+    np.testing.assert_allclose(interval.log_abs_det_jacobian(u, interval.forward(u)), expected, rtol=1e-12)
+
+
+def test_identity_returns_the_same_object():
+    transform = constraints.biject_to(constraints.real)
+    u = np.zeros(3, dtype=np.float32)
+    assert transform.forward(u) is u
+    assert transform.inverse(u) is u
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("constraint", CONTINUOUS[1:], ids=IDS[1:])
+def test_extreme_inputs_give_no_nan(constraint, dtype):
+    transform = constraints.biject_to(constraint)
+    u = np.array([-1e30, -1e4, -800.0, -50.0, 0.0, 50.0, 800.0, 1e4, 1e30]).astype(dtype)
+    if isinstance(constraints.biject_to(constraint), constraints.ExpTransform):
+        u = u[u <= 50]  # exp overflows to inf beyond that; inf, not NaN, is the right answer there
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        x = transform.forward(u)
+        grad = np.ones_like(x)
+        results = [x, transform.vjp(u, x, grad), transform.log_abs_det_jacobian(u, x),
+                   transform.log_abs_det_jacobian_vjp(u, x, grad)]
+    for result in results:
+        assert np.isfinite(result).all(), result
+    assert constraint.check(x).all()
+
+
+def test_interval_inverse_is_finite_at_the_bounds():
+    transform = constraints.biject_to(constraints.interval(-1.0, 3.0))
+    for dtype in (np.float32, np.float64):
+        u = transform.inverse(np.array([-1.0, 3.0], dtype=dtype))
+        assert np.isfinite(u).all() and u[0] < 0 < u[1]
+
+
+def test_positive_inverse_of_tiny_values_is_finite():
+    transform = constraints.biject_to(constraints.positive)
+    assert np.isfinite(transform.inverse(np.array([1e-300, 1e300]))).all()
+
+
+def test_check():
+    x = np.array([-1.0, 0.0, 0.5, 1.0, 2.0, np.nan])
+    np.testing.assert_array_equal(constraints.real.check(x), [1, 1, 1, 1, 1, 0])
+    np.testing.assert_array_equal(constraints.positive.check(x), [0, 0, 1, 1, 1, 0])
+    np.testing.assert_array_equal(constraints.unit_interval.check(x), [0, 1, 1, 1, 0, 0])
+    np.testing.assert_array_equal(constraints.greater_than(0.5).check(x), [0, 0, 0, 1, 1, 0])
+    np.testing.assert_array_equal(constraints.interval(0.5, 2.0).check(x), [0, 0, 1, 1, 1, 0])
+    np.testing.assert_array_equal(constraints.boolean.check(x), [0, 1, 0, 1, 0, 0])
+    assert constraints.real.check(np.inf)  # torch counts infinities as real
+    assert constraints.positive.check(3.0).dtype == np.bool_
+
+
+def test_spec_strings_and_round_trip():
+    assert constraints.real.spec == "real"
+    assert constraints.positive.spec == "positive"
+    assert constraints.boolean.spec == "boolean"
+    assert constraints.unit_interval.spec == "interval(0.0, 1.0)"
+    assert constraints.greater_than(2).spec == "greater_than(2.0)"
+    assert constraints.interval(0.1, 1e-3 + 1).spec == "interval(0.1, 1.001)"
+    for constraint in CONTINUOUS + [constraints.boolean, constraints.interval(1 / 3, 2 / 3)]:
+        parsed = constraints.from_spec(constraint.spec)
+        assert parsed == constraint and type(parsed) is type(constraint)
+        assert parsed.spec == constraint.spec
+    assert constraints.from_spec("interval( -1 , 1e2 )") == constraints.interval(-1, 100)
+    assert constraints.from_spec("unit_interval") == constraints.unit_interval
+    assert constraints.from_spec("positive") is constraints.positive
+
+
+@pytest.mark.parametrize("spec", ["", "reals", "interval(0.0)", "interval(1.0, 0.0)", "interval(0, nan)",
+                                  "greater_than(inf)", "greater_than(__import__('os'))", "interval(0, 1) "
+                                  "+ 1", "exp(1)"])
+def test_bad_specs_raise_value_error(spec):
+    with pytest.raises(ValueError):
+        constraints.from_spec(spec)
+
+
+def test_constructor_errors():
+    with pytest.raises(TypeError):
+        constraints.from_spec(3)
+    with pytest.raises(TypeError, match="scalar"):
+        constraints.interval(np.zeros(2), 1.0)
+    with pytest.raises(ValueError, match="empty"):
+        constraints.interval(1.0, 1.0)
+    with pytest.raises(NotImplementedError):
+        constraints.biject_to(constraints.boolean)
+    with pytest.raises(TypeError):
+        constraints.biject_to("positive")
+
+
+def test_equality_and_hash():
+    assert constraints.interval(0.0, 1.0) == constraints.unit_interval
+    assert constraints.greater_than(0.0) != constraints.positive  # different names, same set: kept apart
+    assert constraints.positive != constraints.real
+    assert len({constraints.interval(0, 1), constraints.unit_interval, constraints.real}) == 2
