@@ -113,7 +113,11 @@ def default_process_message(msg):
         msg["value"] = msg["fn"](msg["rng"] or backend.global_rng())
     elif msg["type"] == "call":
         # a layer: run its forward and keep what its backward will need
-        msg["value"], msg["cache"] = msg["fn"].forward(*msg["args"])
+        result = msg["fn"].forward(*msg["args"])
+        if not (isinstance(result, tuple) and len(result) == 2):
+            raise TypeError(f"{type(msg['fn']).__name__}.forward must return (outputs, cache) because the "
+                            f"class defines backward; a module without backward may return outputs alone.")
+        msg["value"], msg["cache"] = result
     else:
         msg["value"] = msg["fn"](*msg["args"], **msg["kwargs"])
     msg["done"] = True

@@ -79,6 +79,7 @@ def away_from_zero(*shape):  # ReLU's kink: keep finite-difference steps from cr
     (nn.Tanh(), 2 * randn(4, 5)),
     (nn.ReLU(), away_from_zero(4, 5)),
     (nn.Exp(), randn(4, 5)),
+    (nn.Sigmoid(), np.array(0.7)), (nn.Softplus(), np.array(-0.4)), (nn.Tanh(), np.array(0.3)),  # 0-d
 ])
 def test_activation_backward(layer, x):
     check_layer(layer, x)
@@ -107,6 +108,7 @@ def test_sum_backward(axis, keepdims):
 
 
 def test_python_float_operands():
+    assert np.isclose(F.softplus(0.5), np.log1p(np.exp(0.5))) and np.isclose(F.sigmoid(0.0), 0.5)
     x = randn(3)
     assert np.allclose(F.add(x, 2.0), x + 2.0) and np.allclose(F.mul(2.0, x), 2.0 * x)
     (grad_a, grad_b), _ = nn.functional.Mul().backward((2.0, x), np.ones(3), (False, True))
@@ -308,7 +310,8 @@ def test_layer_calls_are_recorded():
         z_loc, z_scale = encoder(x)
     msgs = recorder.msgs
     assert all(m["type"] == "call" and "cache" in m for m in msgs)
-    assert [type(m["fn"]).__name__ for m in msgs] == ["Dense", "Softplus", "Dense", "Sum", "Add", "Dense", "Exp"]
+    assert [type(m["fn"]).__name__ for m in msgs] == [
+        "Dense", "Softplus", "Dense", "Sum", "Add", "Dense", "Exp"]
     assert msgs[0]["fn"] is encoder.fc1 and msgs[0]["args"][0] is x
     assert msgs[1]["args"][0] is msgs[0]["value"]  # records link by array identity
     assert msgs[4]["value"] is z_loc and msgs[-1]["value"] is z_scale

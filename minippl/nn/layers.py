@@ -60,7 +60,8 @@ class Dense(Module):
         return (grad_x,), grad_params
 
     def extra_repr(self):
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        has_bias = self.bias is not None
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={has_bias}"
 
 
 Linear = Dense  # PyTorch's name, so Pyro code ports by changing imports
@@ -68,18 +69,20 @@ Linear = Dense  # PyTorch's name, so Pyro code ports by changing imports
 
 # ---------------------------------------------------------------- activations
 # Each is parameterless: backward returns an empty dict of parameter gradients, and
-# nothing at all when the input needs no gradient.
+# (None,) as input gradients when the input needs none.
 
 
 def _sigmoid(x):
     """1 / (1 + exp(-x)) without overflow: written as exp(min(x, 0)) / (1 + exp(-|x|)),
     so exp only ever sees arguments <= 0 (equal to the textbook form on both sides of 0)."""
     xp = backend.array_module(x)
-    denominator = xp.abs(x)
+    # out=empty_like: a fresh array even for a 0-d x (where NumPy would hand back a scalar),
+    # so the steps after it can work in place
+    denominator = xp.abs(x, out=xp.empty_like(x))
     xp.negative(denominator, out=denominator)
     xp.exp(denominator, out=denominator)
     denominator += 1
-    y = xp.minimum(x, 0)
+    y = xp.minimum(x, 0, out=xp.empty_like(x))
     xp.exp(y, out=y)
     y /= denominator
     return y
@@ -116,7 +119,7 @@ class Softplus(Module):
     def forward(self, x):
         xp = backend.array_module(x)
         z = x if self.beta == 1.0 else self.beta * x
-        y = xp.abs(z)
+        y = xp.abs(z, out=xp.empty_like(z))  # a fresh array, even for 0-d z (see _sigmoid)
         xp.negative(y, out=y)
         xp.exp(y, out=y)     # e^-|z| in (0, 1]
         xp.log1p(y, out=y)
@@ -131,13 +134,9 @@ class Softplus(Module):
         if not needs_input_grad[0]:
             return (None,), {}
         x, y = cache
-        xp = backend.array_module(y)
-        slope = y * -self.beta
-        xp.expm1(slope, out=slope)  # accurate even where y is tiny (large negative x)
-        xp.negative(slope, out=slope)
+        slope = -backend.array_module(y).expm1(-self.beta * y)  # accurate even where y is tiny
         above = (x if self.beta == 1.0 else self.beta * x) > self.threshold
-        xp.copyto(slope, 1, where=above)
-        return (grad_y * slope,), {}
+        return (grad_y * backend.array_module(y).where(above, 1, slope),), {}
 
     def extra_repr(self):
         return f"beta={self.beta}, threshold={self.threshold}"
@@ -154,9 +153,7 @@ class Tanh(Module):
         # tanh'(x) = 1 - t^2, with t the output kept in the cache
         if not needs_input_grad[0]:
             return (None,), {}
-        slope = y * y
-        backend.array_module(y).subtract(1, slope, out=slope)
-        return (grad_y * slope,), {}
+        return (grad_y * (1 - y * y),), {}
 
 
 class ReLU(Module):
