@@ -113,6 +113,7 @@ def default_process_message(msg):
         msg["value"] = msg["fn"](msg["rng"] or backend.global_rng())
     elif msg["type"] == "call":
         # a layer: run its forward and keep what its backward will need
+        msg["param_arrays"] = msg["fn"].current_parameters()
         result = msg["fn"].forward(*msg["args"])
         if not (isinstance(result, tuple) and len(result) == 2):
             raise TypeError(f"{type(msg['fn']).__name__}.forward must return (outputs, cache) because the "

@@ -28,7 +28,7 @@ def get_traces(model, guide, args, kwargs):
 
 def check_model_guide_match(model_trace, guide_trace):
     model_sites = {n for n, s in model_trace.sample_sites().items() if not s["is_observed"]}
-    guide_sites = set(guide_trace.sample_sites())
+    guide_sites = {n for n, s in guide_trace.sample_sites().items() if not s["infer"].get("is_auxiliary")}
     for name in model_sites - guide_sites:
         raise ValueError(
             f"sample site '{name}' is latent in the model but the guide does not sample it: add "

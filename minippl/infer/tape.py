@@ -112,7 +112,7 @@ class GradientTape:
         for x, g in zip(inputs, grad_inputs):
             self.accumulate(x, g)
         for path, g in grad_params.items():
-            weight = _get_attribute(layer, path)
+            weight = msg["param_arrays"][path] if path in msg["param_arrays"] else _get_attribute(layer, path)
             if not self.is_traced(weight):
                 self._warn_unregistered(layer)
             self.accumulate(weight, g)

@@ -174,6 +174,15 @@ class Module:
             raise ValueError(f"parameter {path!r} has shape {old_shape}; got a value of shape {new_shape}")
         setattr(module, name, value)
 
+    def current_parameters(self):
+        """``{name: array}`` this layer computes with now, by the names its backward returns.
+
+        The tape keeps this dict with each call record, so a gradient goes to the
+        array that was used even if the attribute is rebound (or, for a Bayesian
+        layer, sampled afresh) before the backward pass.
+        """
+        return {name: getattr(self, name) for name in self._parameter_names}
+
     # ------------------------------------------------------------ calling
     def forward(self, *inputs):
         raise NotImplementedError(f"{type(self).__name__} must define forward")
