@@ -57,6 +57,7 @@ def write_png(path, pixels):
     try:
         with os.fdopen(handle, "wb") as temp_file:
             temp_file.write(data)
+        os.chmod(temp_name, 0o644)  # mkstemp makes files private; a picture is for sharing
         os.replace(temp_name, path)
     except BaseException:
         os.unlink(temp_name)
