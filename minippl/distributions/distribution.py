@@ -218,7 +218,27 @@ class Distribution:
         return f"{type(self).__name__}({args}, batch_shape={self.batch_shape}, event_shape={self.event_shape})"
 
 
-class Independent(Distribution):
+class _Wrapper(Distribution):
+    """A distribution that changes only how ``base_dist``'s log-prob is read: sampling,
+    arguments and the sampler's VJP are the base's own."""
+
+    has_rsample = property(lambda self: self.base_dist.has_rsample)
+    arg_names = property(lambda self: self.base_dist.arg_names)
+    support = property(lambda self: self.base_dist.support)
+
+    def arg_arrays(self):
+        return self.base_dist.arg_arrays()
+
+    def sample(self, sample_shape=(), rng=None):
+        return self.base_dist.sample(sample_shape, rng)
+
+    def rsample_with_noise(self, sample_shape=(), rng=None):
+        return self.base_dist.rsample_with_noise(sample_shape, rng)
+
+    def rsample_vjp(self, noise, grad_value, wrt):
+        return self.base_dist.rsample_vjp(noise, grad_value, wrt)
+
+class Independent(_Wrapper):
     """``base`` with its rightmost ``reinterpreted_batch_ndims`` batch dims made event dims.
 
     log_prob sums the base log-prob over those dims; its VJP therefore hands the
@@ -237,22 +257,6 @@ class Independent(Distribution):
         super().__init__(base_dist.batch_shape[:split], base_dist.batch_shape[split:] + base_dist.event_shape)
         self.base_dist = base_dist
         self.reinterpreted_batch_ndims = n
-
-    has_rsample = property(lambda self: self.base_dist.has_rsample)
-    arg_names = property(lambda self: self.base_dist.arg_names)
-    support = property(lambda self: self.base_dist.support)
-
-    def arg_arrays(self):
-        return self.base_dist.arg_arrays()
-
-    def sample(self, sample_shape=(), rng=None):
-        return self.base_dist.sample(sample_shape, rng)
-
-    def rsample_with_noise(self, sample_shape=(), rng=None):
-        return self.base_dist.rsample_with_noise(sample_shape, rng)
-
-    def rsample_vjp(self, noise, grad_value, wrt):
-        return self.base_dist.rsample_vjp(noise, grad_value, wrt)
 
     def log_prob(self, value):
         log_prob = self.base_dist.log_prob(value)
@@ -281,7 +285,7 @@ class Independent(Distribution):
         return f"Independent({self.base_dist!r}, {self.reinterpreted_batch_ndims})"
 
 
-class MaskedDistribution(Distribution):
+class MaskedDistribution(_Wrapper):
     """``base`` whose log-prob is 0 wherever ``mask`` is False (missing data, padding).
 
     ``np.where`` rather than ``log_prob * mask``: a masked-out term may be -inf or
@@ -308,22 +312,6 @@ class MaskedDistribution(Distribution):
         super().__init__(batch_shape, base_dist.event_shape)
         self.base_dist = base_dist
         self._mask = mask
-
-    has_rsample = property(lambda self: self.base_dist.has_rsample)
-    arg_names = property(lambda self: self.base_dist.arg_names)
-    support = property(lambda self: self.base_dist.support)
-
-    def arg_arrays(self):
-        return self.base_dist.arg_arrays()
-
-    def sample(self, sample_shape=(), rng=None):
-        return self.base_dist.sample(sample_shape, rng)
-
-    def rsample_with_noise(self, sample_shape=(), rng=None):
-        return self.base_dist.rsample_with_noise(sample_shape, rng)
-
-    def rsample_vjp(self, noise, grad_value, wrt):
-        return self.base_dist.rsample_vjp(noise, grad_value, wrt)
 
     def log_prob(self, value):
         log_prob = self.base_dist.log_prob(value)
