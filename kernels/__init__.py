@@ -1,8 +1,11 @@
-"""Fused fast paths, installed as ``minippl.kernels`` (see setup.cfg ``package_dir``).
+"""Fused fast paths, installed as ``minippl.kernels`` (see setup.cfg ``package_dir``): part 7 of the course.
 
-This folder will hold fused Numba CPU kernels and CUDA GPU kernels (numba.cuda or
-CuPy RawKernels) for the hot loops of a VAE step: bias + activation and its backward,
-Bernoulli log-prob + gradient, Normal reparameterised sample + log-density + gradients,
-KL, and the Adam update. Each one is the same math as a readable NumPy reference
-elsewhere in minippl, and is tested against that reference.
+The same math as the readable NumPy reference elsewhere in minippl, fused so that each step reads
+and writes memory once: bias + activation and their backward, Bernoulli log-prob + gradient,
+Normal sample / log-density / gradients, the Normal-Normal KL, and the Adam/ClippedAdam update.
+``cpu.py`` holds Numba kernels for NumPy arrays, ``gpu.py`` numba.cuda kernels for CuPy arrays,
+with the same entry points. ``minippl.set_backend("numba" | "numpy")`` chooses fused or reference;
+``minippl.backend.fused_kernels(*arrays)`` picks the module for the arrays' device (float32 only).
+Matrix products stay in BLAS / cuBLAS. Each kernel is tested against its reference
+(tests/test_kernels_cpu.py, tests/test_kernels_gpu_sim.py); benchmarks/ times them.
 """

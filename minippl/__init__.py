@@ -12,10 +12,11 @@ Read the source as a course, in this order:
 7. ``kernels/``  the same math, fused, on CPU and GPU
 """
 from . import distributions, handlers
-from .backend import set_global_rng
+from .backend import get_backend, set_backend, set_global_rng
 from .params import clear_param_store, get_param_store
 from .plate import plate
 from .primitives import deterministic, module, param, sample
+from .validation import enable_validation, is_validation_enabled, validation_enabled
 
 __version__ = "0.1.0"
 
@@ -26,6 +27,7 @@ def set_rng_seed(rng_seed):
 
 
 __all__ = [
-    "clear_param_store", "deterministic", "distributions", "get_param_store", "handlers",
-    "module", "param", "plate", "sample", "set_rng_seed",
+    "clear_param_store", "deterministic", "distributions", "enable_validation", "get_backend", "get_param_store",
+    "handlers", "set_backend",
+    "is_validation_enabled", "module", "param", "plate", "sample", "set_rng_seed", "validation_enabled",
 ]

@@ -99,3 +99,85 @@ def uniform(rng, shape, dtype, like=None):
     if xp is np:
         return rng.random(shape, dtype=np.float32 if dtype == np.float32 else np.float64)
     return xp.asarray(rng.random(shape), dtype=dtype)
+
+
+# ---------------------------------------------------------------- backends: reference or fused
+# "numpy" runs the readable NumPy-syntax code in every file (the reference, also on CuPy arrays);
+# "numba" sends float32, C-contiguous arrays to the fused kernels of minippl.kernels: kernels/cpu.py
+# for NumPy arrays, kernels/gpu.py for CuPy arrays (the device follows the arrays). Anything else
+# (float64, broadcast or strided arrays) still takes the reference path, under either backend.
+_BACKEND = None  # chosen on first use: "numba" if Numba imports, else "numpy"
+_CPU_KERNELS = None
+_FLOAT32 = np.dtype(np.float32)
+
+
+def set_backend(name):
+    """Choose ``"numpy"`` (the reference) or ``"numba"`` (fused kernels) for float32 arrays.
+
+    The default is "numba" where Numba imports. The device follows the arrays: under "numba",
+    CuPy arrays take the GPU kernels. Float64 and strided arrays always take the reference.
+
+    >>> import minippl
+    >>> minippl.get_backend() in ("numba", "numpy")
+    True
+    """
+    global _BACKEND, _CPU_KERNELS
+    if name not in ("numpy", "numba"):
+        raise ValueError(f"unknown backend {name!r}: choose 'numpy' (the reference) or 'numba' (fused kernels)")
+    if name == "numba":
+        try:
+            from .kernels import cpu
+        except ImportError as error:
+            raise ImportError(f"set_backend('numba') needs Numba ({error}); install it with "
+                              f"pip install numba, or use set_backend('numpy')") from None
+        _CPU_KERNELS = cpu
+    _BACKEND = name
+
+
+def get_backend():
+    """The active backend: ``"numba"`` by default where Numba imports, else ``"numpy"``."""
+    if _BACKEND is None:
+        try:
+            set_backend("numba")
+        except ImportError:
+            set_backend("numpy")
+    return _BACKEND
+
+
+def fused_kernels(*arrays):
+    """The kernel module for ``arrays`` under the active backend, or None for the reference path.
+
+    Fused kernels take float32, C-contiguous arrays of one device: ``minippl.kernels.cpu`` for
+    NumPy arrays, ``minippl.kernels.gpu`` for CuPy arrays. Callers check shapes themselves.
+    """
+    if _BACKEND != "numba" and get_backend() != "numba":
+        return None
+    kind = type(arrays[0])
+    if kind is not np.ndarray and not kind.__module__.startswith("cupy"):
+        return None  # Python numbers, NumPy scalars
+    for a in arrays:
+        if type(a) is not kind or a.dtype is not _FLOAT32 or not a.flags.c_contiguous:
+            if type(a) is kind and a.dtype == _FLOAT32 and a.flags.c_contiguous:
+                continue  # an equal dtype object that is not the canonical one
+            return None
+    return _CPU_KERNELS if kind is np.ndarray else _gpu_kernels()
+
+
+_GPU_KERNELS = None
+
+
+def _gpu_kernels():
+    """kernels/gpu.py, after checking once that CuPy and a CUDA GPU are there (a clear error if not)."""
+    global _GPU_KERNELS
+    if _GPU_KERNELS is None:
+        from .kernels import gpu
+
+        gpu.check_device()
+        _GPU_KERNELS = gpu
+    return _GPU_KERNELS
+
+
+def is_float32_like(x, like):
+    """True if ``x`` is a float32 array of ``like``'s shape (a cotangent the fused kernels take as is;
+    it may be a broadcast view)."""
+    return getattr(x, "dtype", None) == _FLOAT32 and x.shape == like.shape

@@ -64,7 +64,8 @@ def load_checkpoint(path, optim=None):
                 raise ValueError(f"{path!r}: param '{rest}': {error}") from None
         elif kind == "optim":
             name, _, field = rest.rpartition("/")
-            optim_state.setdefault(name, {})[field] = array if array.ndim else array.item()
+            # kept as arrays: a scalar param's moments are 0-d arrays (_checked_entry makes "step" an int)
+            optim_state.setdefault(name, {})[field] = array
         else:
             raise ValueError(f"{path!r}: unexpected entry {key!r}")
     store = get_param_store()

@@ -13,7 +13,7 @@ messages (``sample``, ``param``, ...) live in primitives.py.
 """
 import numpy as np
 
-from .runtime import Messenger
+from .runtime import _STACK, Messenger
 
 SITE_TYPES = ("sample", "param", "plate")  # named sites; "call" records are the tape
 
@@ -38,6 +38,12 @@ class Trace:
                 raise ValueError(
                     f"plate '{name}' is used with (size, subsample_size) {msg['args']} after {old['args']} "
                     f"in the same run: one name means one plate; rename one of them."
+                )
+            if old is not None and msg["type"] == "plate" and None not in (old.get("dim"), msg.get("dim")) \
+                    and old["dim"] != msg["dim"]:
+                raise ValueError(
+                    f"plate '{name}' is used at dim {old['dim']} and then at dim {msg['dim']} in the same run "
+                    f"(its sites would not line up): pass the same dim=... each time, or rename one of them."
                 )
             # a param may be read many times, a plate entered many times; a random choice happens once
             if old is not None and not (old["type"] == msg["type"] and msg["type"] in ("param", "plate")):
@@ -141,6 +147,10 @@ class block(Messenger):
 
     def process_message(self, msg):
         if msg["type"] != "call" and self.hide_fn(msg):
+            if msg["type"] in ("sample", "plate") and msg["rng"] is None:
+                # hidden, but still drawn from the seed handler outside, so seed(block(model))
+                # repeats exactly (in Pyro a hidden site also consumes the seeded stream)
+                msg["rng"] = next((h.rng for h in reversed(_STACK[:_STACK.index(self)]) if isinstance(h, seed)), None)
             msg["stop"] = True
 
 

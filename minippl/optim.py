@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from .backend import array_module
+from .backend import array_module, fused_kernels
 from .params import read_npz, save_npz_atomically
 
 
@@ -226,6 +226,8 @@ class Adam(PyroOptim):
         return ("exp_avg", "exp_avg_sq")
 
     def update(self, param, grad, state, hyper):
+        if _fused_adam(param, grad, state, hyper, hyper["lr"], clipped_adam=False):
+            return
         if hyper["weight_decay"] != 0:
             grad = grad + hyper["weight_decay"] * param  # g += wd * theta
         scratch = update_moments(grad, state, hyper["betas"])
@@ -241,6 +243,19 @@ class Adam(PyroOptim):
         xp.divide(state["exp_avg"], scratch, out=scratch)
         scratch *= hyper["lr"] / bias_correction1
         param -= scratch
+
+
+def _fused_adam(param, grad, state, hyper, lr, **variant):
+    """The update below (Adam's or ClippedAdam's) in one pass over memory, for float32 arrays under
+    the "numba" backend (minippl.kernels adam_update); False where the reference must run."""
+    fused = fused_kernels(param, grad, state["exp_avg"], state["exp_avg_sq"])
+    if fused is None:
+        return False
+    state["step"] += 1
+    beta1, beta2 = hyper["betas"]
+    fused.adam_update(param, grad, state["exp_avg"], state["exp_avg_sq"], lr=lr, beta1=beta1, beta2=beta2,
+                      eps=hyper["eps"], weight_decay=hyper["weight_decay"], step=state["step"], **variant)
+    return True
 
 
 def update_moments(grad, state, betas, centered_variance=False):
@@ -287,6 +302,9 @@ class ClippedAdam(Adam):
 
     def update(self, param, grad, state, hyper):
         state["lr"] *= hyper["lrd"]
+        if _fused_adam(param, grad, state, hyper, state["lr"], clipped_adam=True, clip=hyper["clip_norm"],
+                       centered=hyper["centered_variance"]):
+            return
         xp = array_module(param)
         clip = hyper["clip_norm"]
         grad = xp.clip(grad, -clip, clip)  # a new array: the caller's gradient is left as it was

@@ -23,6 +23,12 @@ _USED_DIMS = {}  # dim -> name of the active plate that holds it
 
 
 def _allocate_dim(name, dim):
+    if name in _USED_DIMS.values():
+        held = next(d for d, n in _USED_DIMS.items() if n == name)
+        raise ValueError(
+            f"plate '{name}' is entered inside itself (it already holds dim {held}): nested plates "
+            f"index different things, so give the inner one another name."
+        )
     if dim is None:
         dim = -1
         while dim in _USED_DIMS:
@@ -81,7 +87,7 @@ class plate(Messenger):
             draw = lambda rng: rng.permutation(self.size)[: self.subsample_size]  # noqa: E731
         if stack_is_empty():
             return draw(backend.global_rng())
-        msg = new_message("plate", self.name, draw, args=(self.size, self.subsample_size))
+        msg = new_message("plate", self.name, draw, args=(self.size, self.subsample_size), dim=self.dim)
         return apply_stack(msg)["value"]
 
     @property
@@ -91,8 +97,13 @@ class plate(Messenger):
 
     # ------------------------------------------------------------ vectorised
     def __enter__(self):
-        self.indices = self._draw_indices()
         self.dim = _allocate_dim(self.name, self.requested_dim)
+        try:
+            self.indices = self._draw_indices()  # recorded with its dim: trace checks reuse
+        except BaseException:
+            del _USED_DIMS[self.dim]
+            self.dim = None
+            raise
         self.frame = CondIndepStackFrame(self.name, self.dim, self.subsample_size, self.size)
         super().__enter__()
         return self.indices
@@ -132,10 +143,11 @@ def _broadcast_to_plate(msg, frame):
     """Expand the site's distribution so that its batch dim ``frame.dim`` has the plate's size."""
     fn = msg["fn"]
     batch_shape = list(fn.batch_shape)
-    if len(batch_shape) < -frame.dim:
+    padded = len(batch_shape) < -frame.dim
+    if padded:  # the plate's dim is left of the batch dims: it is added (even for a plate of size 1)
         batch_shape = [1] * (-frame.dim - len(batch_shape)) + batch_shape
     have = batch_shape[frame.dim]
-    if have == frame.size:
+    if have == frame.size and not padded:
         return fn
     if have != 1:
         raise ValueError(

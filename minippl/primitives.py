@@ -6,6 +6,7 @@ seeded...) is decided by the handlers around it. With no handler active,
 ``sample`` simply draws, exactly as in Pyro. Builds on runtime.py, params.py
 and the distributions.
 """
+from . import validation
 from .distributions import constraints
 from .distributions.distribution import Distribution
 from .distributions.delta import Delta
@@ -21,13 +22,21 @@ def sample(name, fn, obs=None, infer=None, sample_shape=()):
             f"got {type(fn).__name__}."
         )
     if stack_is_empty():
-        return obs if obs is not None else fn.sample(sample_shape)
-    msg = new_message(
-        "sample", name, fn,
-        value=obs, is_observed=obs is not None, done=obs is not None,
-        infer=dict(infer or {}), kwargs={"sample_shape": sample_shape},
-    )
-    return apply_stack(msg)["value"]
+        if obs is None:
+            return fn.sample(sample_shape)
+        msg = new_message("sample", name, fn, value=obs, is_observed=True, done=True)
+    else:
+        msg = new_message(
+            "sample", name, fn,
+            value=obs, is_observed=obs is not None, done=obs is not None,
+            infer=dict(infer or {}), kwargs={"sample_shape": sample_shape},
+        )
+        apply_stack(msg)
+    # the value is final only now (a handler may have observed, replayed or substituted it)
+    if validation.is_validation_enabled() and getattr(msg["fn"], "_validate_args", True) \
+            and not msg["infer"].get("_deterministic"):
+        validation.check_sample_site(msg)
+    return msg["value"]
 
 
 def param(name, init=None, constraint=constraints.real, event_dim=None, *, init_tensor=None):

@@ -5,7 +5,7 @@ how to keep log-densities and their gradients finite in float32 (clamping probs,
 writing softplus and sigmoid so that ``exp`` never overflows). Builds on
 distribution.py. Bernoulli has no reparameterised sampler.
 """
-from .. import backend
+from .. import backend, validation
 from . import constraints
 from .distribution import Distribution, check_args, grad_like, promote
 
@@ -36,15 +36,22 @@ class Bernoulli(Distribution):
     """
 
     support = constraints.boolean  # what sample() returns; log_prob also takes [0, 1]
+    arg_constraints = {"probs": constraints.unit_interval, "logits": constraints.real}
 
-    def __init__(self, probs=None, logits=None):
+    def __init__(self, probs=None, logits=None, validate_args=None):
         if (probs is None) == (logits is None):
             given = "both" if probs is not None else "neither"
             raise ValueError(f"Bernoulli takes exactly one of probs= or logits=, got {given}")
         name = "probs" if probs is not None else "logits"
         self._param = probs if probs is not None else logits  # stored as passed
         self.arg_names = (name,)
-        super().__init__(check_args("Bernoulli", **{name: self._param}))
+        super().__init__(check_args("Bernoulli", **{name: self._param}), validate_args=validate_args)
+
+    def _validate_sample(self, value, what="value", masked=False):
+        # grey values in [0, 1] are accepted (see the class docstring), so the check is unit_interval
+        validation.check_support(self, value, constraints.unit_interval, what, masked, hint=(
+            " Fix: Bernoulli takes 0/1 values, or grey values in [0, 1] (e.g. pixels / 255); binarise "
+            "them with (x > 0.5) or (rng.random(x.shape) < x) for a proper Bernoulli likelihood."))
 
     @property
     def probs(self):
@@ -82,6 +89,11 @@ class Bernoulli(Distribution):
         return (u < self.probs).astype(dtype)
 
     def log_prob(self, value):
+        fused = backend.fused_kernels(value, self._param)
+        if fused is not None and value.shape == self._param.shape:  # float32: one pass, same math
+            logits = self.arg_names == ("logits",)
+            kernel = fused.bernoulli_logits_log_prob if logits else fused.bernoulli_probs_log_prob
+            return self._batch_result(kernel(value, self._param), value)
         xp, dtype, (x, param) = promote(value, self._param)
         if self.arg_names == ("logits",):
             # log p(x | l) = x log sigmoid(l) + (1 - x) log sigmoid(-l) = x l - softplus(l)
@@ -94,6 +106,12 @@ class Bernoulli(Distribution):
 
     def log_prob_vjp(self, value, grad_log_prob, wrt):
         wrt = self._check_wrt(wrt)
+        fused = backend.fused_kernels(value, self._param)
+        if (fused is not None and "value" not in wrt and value.shape == self._param.shape
+                and backend.is_float32_like(grad_log_prob, value)):
+            name = self.arg_names[0]  # float32: the gradient below in one pass
+            kernel = fused.bernoulli_logits_grad if name == "logits" else fused.bernoulli_probs_grad
+            return {name: kernel(value, self._param, grad_log_prob)} if name in wrt else {}
         xp, dtype, (x, param, g) = promote(value, self._param, grad_log_prob)
         grads = {}
         if self.arg_names == ("logits",):

@@ -19,9 +19,10 @@ class Delta(Distribution):
 
     has_rsample = True
     arg_names = ("v", "log_density")
+    arg_constraints = {"log_density": constraints.real}  # v may be anything, as in Pyro
     support = constraints.real
 
-    def __init__(self, v, log_density=0.0, event_dim=0):
+    def __init__(self, v, log_density=0.0, event_dim=0, validate_args=None):
         check_types("Delta", v=v, log_density=log_density)
         v_shape = shape_of(v)
         if not (isinstance(event_dim, int) and 0 <= event_dim <= len(v_shape)):
@@ -36,7 +37,10 @@ class Delta(Distribution):
             ) from None
         self.v = v  # stored as passed: the ELBO finds gradients by id()
         self.log_density = log_density
-        super().__init__(batch_shape, v_shape[split:])
+        super().__init__(batch_shape, v_shape[split:], validate_args=validate_args)
+
+    def _validate_sample(self, value, what="value", masked=False):
+        pass  # any value is allowed: its log-prob is log_density at v and -inf elsewhere
 
     @property
     def mean(self):

@@ -26,7 +26,7 @@ matches gradients to arrays by ``id``), so nothing here copies or converts them.
 """
 import copy
 
-from .. import backend
+from .. import backend, validation
 from ..backend import broadcast_shapes, shape_of
 from . import constraints
 
@@ -111,11 +111,28 @@ class Distribution:
 
     has_rsample = False  # True where value = f(args, noise) is differentiable in args
     arg_names = ()  # the arguments gradients can flow to, e.g. ("loc", "scale")
+    arg_constraints = {}  # name -> Constraint each argument must satisfy (checked when validating)
     support = constraints.real
 
-    def __init__(self, batch_shape=(), event_shape=()):
+    def __init__(self, batch_shape=(), event_shape=(), validate_args=None):
         self._batch_shape = tuple(batch_shape)
         self._event_shape = tuple(event_shape)
+        # as in torch: None follows minippl.enable_validation; checked once, here
+        self._validate_args = validation.is_validation_enabled() if validate_args is None else bool(validate_args)
+        if self._validate_args and self.arg_constraints:
+            self._check_args()
+
+    def _check_args(self):
+        """Raise a ValidationError naming the argument that leaves its constraint (NaN, scale <= 0...)."""
+        args = self.arg_arrays()
+        validation.check_devices(type(self).__name__, args)
+        for name, constraint in self.arg_constraints.items():
+            if name in args:
+                validation.check_arg(type(self).__name__, name, args[name], constraint)
+
+    def _validate_sample(self, value, what="value", masked=False):
+        """Raise if ``value`` (observed, or replayed from a guide) is outside the support."""
+        validation.check_support(self, value, self.support, what, masked)
 
     @property
     def batch_shape(self):

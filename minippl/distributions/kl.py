@@ -4,7 +4,7 @@ Teaches: where KL(p || q) has a formula, an ELBO can use it instead of the Monte
 Carlo estimate log p(z) - log q(z) (TraceMeanField_ELBO does), trading noise for
 exactness. Builds on normal.py and on Independent from distribution.py.
 """
-from ..backend import array_module, broadcast_shapes
+from ..backend import array_module, broadcast_shapes, fused_kernels, is_float32_like
 from .distribution import Independent, grad_like, promote
 from .normal import Normal
 
@@ -60,7 +60,17 @@ def kl_divergence_vjp(p, q, grad_kl, wrt_p, wrt_q):
     return vjp_fn(base_p, base_q, grad, wrt_p, wrt_q)
 
 
+def _fused_pair(p, q):
+    """minippl.kernels for float32 arguments of one shape under the "numba" backend, else None."""
+    fused = fused_kernels(p.loc, p.scale, q.loc, q.scale)
+    same_shape = fused is not None and p.loc.shape == p.scale.shape == q.loc.shape == q.scale.shape
+    return fused if same_shape else None
+
+
 def _kl_normal_normal(p, q):
+    fused = _fused_pair(p, q)
+    if fused is not None:
+        return fused.kl_normal_normal(p.loc, p.scale, q.loc, q.scale)  # the formula below, one pass
     xp, _, (loc_p, scale_p, loc_q, scale_q) = promote(p.loc, p.scale, q.loc, q.scale)
     var_ratio = (scale_p / scale_q) ** 2
     t = ((loc_p - loc_q) / scale_q) ** 2
@@ -69,6 +79,9 @@ def _kl_normal_normal(p, q):
 
 
 def _kl_normal_normal_vjp(p, q, grad, wrt_p, wrt_q):
+    fused = _fused_pair(p, q)
+    if fused is not None and is_float32_like(grad, p.loc):
+        return fused.kl_normal_normal_grads(p.loc, p.scale, q.loc, q.scale, grad, wrt_p, wrt_q)  # one pass
     _, _, (loc_p, scale_p, loc_q, scale_q, g) = promote(p.loc, p.scale, q.loc, q.scale, grad)
     diff_over_var_q = (loc_p - loc_q) / scale_q**2
     grads_p, grads_q = {}, {}

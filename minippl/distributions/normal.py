@@ -18,13 +18,14 @@ class Normal(Distribution):
 
     has_rsample = True
     arg_names = ("loc", "scale")
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
     support = constraints.real
 
-    def __init__(self, loc, scale):
+    def __init__(self, loc, scale, validate_args=None):
         batch_shape = check_args("Normal", loc=loc, scale=scale)
         self.loc = loc  # stored as passed: the ELBO finds gradients by id(loc)
         self.scale = scale
-        super().__init__(batch_shape)
+        super().__init__(batch_shape, validate_args=validate_args)
 
     @property
     def mean(self):
@@ -38,6 +39,9 @@ class Normal(Distribution):
         rng = backend.global_rng() if rng is None else rng
         dtype = backend.float_dtype(self.loc, self.scale)
         eps = backend.standard_normal(rng, self.shape(sample_shape), dtype, like=self._like())
+        fused = backend.fused_kernels(self.loc, self.scale, eps)
+        if fused is not None and self.loc.shape == self.scale.shape == eps.shape:
+            return fused.normal_rsample(self.loc, self.scale, eps), eps
         return self.loc + self.scale * eps, eps
 
     def rsample_vjp(self, noise, grad_value, wrt):
@@ -52,6 +56,9 @@ class Normal(Distribution):
         return grads
 
     def log_prob(self, value):
+        fused = backend.fused_kernels(value, self.loc, self.scale)
+        if fused is not None and value.shape == self.loc.shape == self.scale.shape:  # float32, one pass
+            return self._batch_result(fused.normal_log_prob(value, self.loc, self.scale), value)
         xp, _, (x, loc, scale) = promote(value, self.loc, self.scale)
         z = (x - loc) / scale
         # log N(x | loc, scale) = -(x - loc)^2 / (2 scale^2) - log(scale) - log(2 pi) / 2
@@ -59,6 +66,10 @@ class Normal(Distribution):
 
     def log_prob_vjp(self, value, grad_log_prob, wrt):
         wrt = self._check_wrt(wrt)
+        fused = backend.fused_kernels(value, self.loc, self.scale)
+        if (fused is not None and value.shape == self.loc.shape == self.scale.shape
+                and backend.is_float32_like(grad_log_prob, value)):
+            return fused.normal_log_prob_grads(value, self.loc, self.scale, grad_log_prob, wrt)  # one pass
         _, _, (x, loc, scale, g) = promote(value, self.loc, self.scale, grad_log_prob)
         z = (x - loc) / scale  # the standardised residual; every derivative uses it
         grads = {}

@@ -4,7 +4,7 @@ Teaches: a log-density that is -inf outside [low, high), and gradients that
 flow to the *bounds* both through a reparameterised draw ``low + (high - low) u``
 and through the normaliser ``-log(high - low)``. Builds on distribution.py.
 """
-from .. import backend
+from .. import backend, validation
 from . import constraints
 from .distribution import Distribution, check_args, grad_like, promote
 
@@ -14,12 +14,25 @@ class Uniform(Distribution):
 
     has_rsample = True
     arg_names = ("low", "high")
+    arg_constraints = {"low": constraints.real, "high": constraints.real}
 
-    def __init__(self, low, high):
+    def __init__(self, low, high, validate_args=None):
         batch_shape = check_args("Uniform", low=low, high=high)
         self.low = low  # stored as passed: the ELBO finds gradients by id()
         self.high = high
-        super().__init__(batch_shape)
+        super().__init__(batch_shape, validate_args=validate_args)
+
+    def _check_args(self):
+        super()._check_args()
+        validation.check_less_than("Uniform", "low", self.low, "high", self.high)
+
+    def _validate_sample(self, value, what="value", masked=False):
+        # the support depends on the arguments: [low, high), half-open as log_prob is
+        xp, _, (x, low, high) = promote(value, self.low, self.high)
+        outside = (x < low) | (x >= high) | (x != x)
+        if bool(outside.any()):
+            validation.report_outside(self, value, xp.broadcast_to(outside, backend.shape_of(value)),
+                                      "[low, high)", what, masked)
 
     @property
     def support(self):

@@ -1,7 +1,12 @@
-"""Inference: the ELBO read backwards (tape.py, elbo.py, mean_field.py), SVI, and the gradient check."""
+"""Inference: the ELBO read backwards (tape.py, elbo.py, mean_field.py), SVI, and the gradient check;
+then automatic guides (autoguide.py, imported as ``minippl.infer.autoguide`` like Pyro's) and
+prediction (predictive.py)."""
+from . import autoguide
 from .check import GradientCheckError, check_gradients
 from .elbo import Trace_ELBO
 from .mean_field import TraceMeanField_ELBO
+from .predictive import Predictive
 from .svi import SVI
 
-__all__ = ["GradientCheckError", "SVI", "Trace_ELBO", "TraceMeanField_ELBO", "check_gradients"]
+__all__ = ["GradientCheckError", "Predictive", "SVI", "Trace_ELBO", "TraceMeanField_ELBO", "autoguide",
+           "check_gradients"]

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..handlers import seed, substitute, trace
 from ..params import get_param_store
+from ..validation import mixed_precision_allowed
 from .elbo import Trace_ELBO, get_traces, is_reparameterized
 
 
@@ -44,7 +45,8 @@ def check_gradients(model, guide, *args, loss=None, rng_seed=0, num_directions=2
             store.set_unconstrained(name, np.array(value, dtype=np.float64))
 
         def run(want_grads, fixed_log_r=None):
-            with seed(rng_seed=rng_seed):
+            # float64 params may now meet float32 constants of the model: expected here
+            with seed(rng_seed=rng_seed), mixed_precision_allowed():
                 model_trace, guide_trace = get_traces(model, guide_fixed, args64, kwargs64)
                 return loss._particle(model_trace, guide_trace, want_grads, fixed_log_r)
 

@@ -15,13 +15,21 @@ handlers.py and plate.py.
 """
 import numpy as np
 
+from .. import backend
 from ..handlers import replay, trace
+from ..validation import ValidationError
 
 
 def get_traces(model, guide, args, kwargs):
     """Run the guide, then the model with the guide's choices replayed into it."""
-    guide_trace = trace(guide).get_trace(*args, **kwargs)
-    model_trace = trace(replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+    try:
+        side = "guide"
+        guide_trace = trace(guide).get_trace(*args, **kwargs)
+        side = "model"
+        model_trace = trace(replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+    except ValidationError as error:
+        error.side = error.side or side  # say which program ran the refused site
+        raise
     check_model_guide_match(model_trace, guide_trace)
     return model_trace, guide_trace
 
@@ -49,6 +57,17 @@ def site_weight(site):
     if site["mask"] is None:
         return site["scale"]
     return site["scale"] * np.asarray(site["mask"], dtype=bool)
+
+
+def cotangent(weight, like):
+    """``weight`` broadcast to the shape of the array ``like``, in its dtype.
+
+    A Python float or a float64 weight would make the cotangent float64, and with it
+    every VJP and layer backward after it: a float32 model would silently run its whole
+    backward pass in float64.
+    """
+    xp = backend.array_module(like)
+    return xp.broadcast_to(xp.asarray(weight, dtype=like.dtype), like.shape)
 
 
 def check_log_prob_shape(site, log_prob):
@@ -144,7 +163,17 @@ class Trace_ELBO:
 
     def _site_log_prob(self, side, site, model_trace, guide_trace):
         """The site's scale * mask * log_prob array (None: the term is handled analytically)."""
-        lp = site["fn"].log_prob(site["value"])
+        try:
+            lp = site["fn"].log_prob(site["value"])
+        except (ValueError, TypeError) as error:  # e.g. NumPy's broadcasting error: say where
+            if isinstance(error, ValidationError):
+                raise
+            fn = site["fn"]
+            raise ValidationError(
+                f"log_prob failed ({type(error).__name__}: {error}); value shape {np.shape(site['value'])}, "
+                f"{type(fn).__name__} batch_shape {fn.batch_shape}, event_shape {fn.event_shape}. Fix: make "
+                f"the value's shape end with the event shape and broadcast with the batch shape.",
+                site=site["name"], side=side) from error
         check_log_prob_shape(site, lp)
         if site["mask"] is not None:
             lp = np.where(site["mask"], lp, 0.0)
@@ -163,7 +192,7 @@ class Trace_ELBO:
             grad_log_prob = weight  # L contains +scale * log q
         else:
             # score function: d/dtheta of -stop(log_r) * log q(z; theta), z held fixed
-            grad_log_prob = np.broadcast_to(-weight * log_r[site["name"]], np.shape(site["log_prob"]))
+            grad_log_prob = cotangent(-weight * log_r[site["name"]], site["log_prob"])
             wrt = tape.traced_args(site["name"], fn.arg_arrays())
             return fn.log_prob_vjp(value, grad_log_prob, wrt) if wrt else {}
         wrt = tape.traced_args(site["name"], fn.arg_arrays())
@@ -171,8 +200,7 @@ class Trace_ELBO:
             wrt = ["value"] + wrt
         if not wrt:
             return {}
-        grad_log_prob = np.broadcast_to(grad_log_prob, np.shape(site["log_prob"]))
-        return fn.log_prob_vjp(value, grad_log_prob, wrt)
+        return fn.log_prob_vjp(value, cotangent(grad_log_prob, site["log_prob"]), wrt)
 
     def _backward(self, model_trace, guide_trace, log_r):
         from .tape import GradientTape

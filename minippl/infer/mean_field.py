@@ -10,7 +10,7 @@ Builds on elbo.py.
 import numpy as np
 
 from ..distributions.kl import kl_divergence, kl_divergence_vjp
-from .elbo import Trace_ELBO, check_log_prob_shape, site_weight
+from .elbo import Trace_ELBO, check_log_prob_shape, cotangent, site_weight
 
 
 class TraceMeanField_ELBO(Trace_ELBO):
@@ -50,6 +50,6 @@ class TraceMeanField_ELBO(Trace_ELBO):
         wrt_p = tape.traced_args(site["name"], p.arg_arrays()) if side == "model" else []
         if not (wrt_q or wrt_p):
             return {}
-        grad_kl = np.broadcast_to(site_weight(model_site), np.shape(site["kl"]))
+        grad_kl = cotangent(site_weight(model_site), site["kl"])
         grads_q, grads_p = kl_divergence_vjp(q, p, grad_kl, wrt_q, wrt_p)
         return grads_q if side == "guide" else grads_p

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 
 from ..params import get_param_store
+from ..validation import ValidationError, all_finite
 
 
 class SVI:
@@ -27,14 +28,22 @@ class SVI:
         self._names_before = set(get_param_store().keys())
 
     def step(self, *args, **kwargs):
-        loss, grads, site_log_probs = self.loss.loss_and_grads(self.model, self.guide, *args, **kwargs)
-        self.step_count += 1
-        check_finite(loss, grads, site_log_probs, self.step_count)
-        if self.step_count == 1:
-            self._first_step_checks(grads, args, kwargs)
+        step = self.step_count + 1  # counts the updates made; a refused step makes none
+        try:
+            loss, grads, site_log_probs = self.loss.loss_and_grads(self.model, self.guide, *args, **kwargs)
+        except ValidationError as error:
+            error.step = step
+            raise
         store = get_param_store()
         params = {name: store.get_unconstrained(name) for name in grads}
+        # checked in the dtype the optimiser will use: a finite float64 gradient can be inf in float32
+        with np.errstate(over="ignore"):
+            grads = {n: g if g.dtype == params[n].dtype else g.astype(params[n].dtype) for n, g in grads.items()}
+        check_finite(loss, grads, site_log_probs, step, order=list(store.keys()))
+        if step == 1:
+            self._first_step_checks(grads, args, kwargs)
         self.optim.step(params, grads)
+        self.step_count = step
         return loss
 
     def evaluate_loss(self, *args, **kwargs):
@@ -57,18 +66,33 @@ class SVI:
             check_gradients(self.model, self.guide, *args, loss=self.loss, **kwargs)
 
 
-def check_finite(loss, grads, site_log_probs, step):
-    """Raise FloatingPointError before a NaN or inf can become an update."""
+def check_finite(loss, grads, site_log_probs, step, order=()):
+    """Raise FloatingPointError before a NaN or inf can become an update.
+
+    Names the first culprit in the order things ran: the guide's sites before the
+    model's (a NaN drawn in the guide also spoils the model's terms for that site),
+    and params in the order they were created (``order``, the store's).
+    """
     if not np.isfinite(loss):
-        culprit = next((site for site, lp in site_log_probs.items() if not np.isfinite(lp)), None)
-        where = f"the log-probability of {culprit} is {site_log_probs[culprit]}" if culprit else "a term"
+        ran_first = sorted(site_log_probs, key=lambda key: not key.startswith("guide"))
+        culprits = [site for site in ran_first if not np.isfinite(site_log_probs[site])]
+        where = (f"the log-probability of {culprits[0]} is {site_log_probs[culprits[0]]}" if culprits
+                 else "a term outside the sample sites")
+        also = f" (then also: {', '.join(culprits[1:4])})" if len(culprits) > 1 else ""
         raise FloatingPointError(
-            f"step {step}: the loss is {loss}; {where}. No parameter was changed. Check that site's "
+            f"step {step}: the loss is {loss}; {where}{also}. No parameter was changed. Check that site's "
             f"data and distribution arguments (a scale <= 0, probs outside [0, 1], NaN inputs)."
         )
-    for name, g in grads.items():
-        if not np.all(np.isfinite(g)):
-            raise FloatingPointError(
-                f"step {step}: the gradient of param '{name}' is not finite (loss {loss:.6g}). No "
-                f"parameter was changed. Lower the learning rate, or bound the values that feed it."
-            )
+    rank = {name: i for i, name in enumerate(order)}
+    with np.errstate(over="ignore", invalid="ignore"):  # all_finite's <g, g> may overflow: it then looks closer
+        bad = [name for name, g in grads.items() if not all_finite(g)]
+    bad.sort(key=lambda name: rank.get(name, len(rank)))
+    if bad:
+        g = grads[bad[0]]
+        g = g.get() if hasattr(g, "get") else np.asarray(g)  # CuPy -> host, for the message
+        what = f"{int(np.isnan(g).sum())} NaN and {int(np.isinf(g).sum())} inf of {g.size} entries"
+        also = f" (also: {', '.join(repr(n) for n in bad[1:4])})" if len(bad) > 1 else ""
+        raise FloatingPointError(
+            f"step {step}: the gradient of param '{bad[0]}' is not finite ({what}; loss {loss:.6g}){also}. "
+            f"No parameter was changed. Lower the learning rate, or bound the values that feed it."
+        )

@@ -2,7 +2,8 @@
 
 Teaches: the vector-Jacobian products of ``x @ W.T + b`` and of elementwise functions, written
 to stay finite in float32 for any input and to reuse what forward kept in its cache (an
-activation's derivative is cheapest to get from its output). Builds on module.py.
+activation's derivative is cheapest to get from its output). Builds on module.py. Under the
+"numba" backend, float32 arrays take the fused kernels of minippl.kernels (``fused`` below).
 """
 import math
 
@@ -46,7 +47,11 @@ class Dense(Module):
         weight = self.weight
         y = x @ weight.T
         if self.bias is not None:
-            y += self.bias  # y is a fresh array: add in place
+            fused = backend.fused_kernels(y, self.bias)
+            if fused is not None:
+                fused.add_bias_(y, self.bias)
+            else:
+                y += self.bias  # y is a fresh array: add in place
         return y, (x, weight)
 
     def backward(self, cache, grad_y, needs_input_grad):
@@ -55,7 +60,8 @@ class Dense(Module):
         g = grad_y.reshape(-1, self.out_features)  # fold all leading batch dims into one
         grad_params = {"weight": g.T @ x.reshape(-1, self.in_features)}
         if self.bias is not None:
-            grad_params["bias"] = g.sum(axis=0)
+            fused = backend.fused_kernels(g)
+            grad_params["bias"] = g.sum(axis=0) if fused is None else fused.bias_grad(g)
         grad_x = grad_y @ weight if needs_input_grad[0] else None
         return (grad_x,), grad_params
 
@@ -92,13 +98,17 @@ class Sigmoid(Module):
     """sigmoid(x) = 1 / (1 + exp(-x)), finite for every float32 input."""
 
     def forward(self, x):
-        y = _sigmoid(x)
+        fused = backend.fused_kernels(x)
+        y = _sigmoid(x) if fused is None else fused.sigmoid_forward(x)
         return y, y
 
     def backward(self, y, grad_y, needs_input_grad):
         # sigmoid'(x) = s (1 - s), with s the output kept in the cache
         if not needs_input_grad[0]:
             return (None,), {}
+        fused = backend.fused_kernels(y, grad_y)
+        if fused is not None:
+            return (fused.sigmoid_backward(y, grad_y),), {}
         slope = 1 - y
         slope *= y
         return (grad_y * slope,), {}
@@ -117,6 +127,9 @@ class Softplus(Module):
         self.beta, self.threshold = float(beta), float(threshold)
 
     def forward(self, x):
+        fused = backend.fused_kernels(x)
+        if fused is not None:  # one pass that also keeps the slope sigmoid(beta x) for backward
+            return fused.softplus_forward(x, self.beta, self.threshold)
         xp = backend.array_module(x)
         z = x if self.beta == 1.0 else self.beta * x
         y = xp.abs(z, out=xp.empty_like(z))  # a fresh array, even for 0-d z (see _sigmoid)
@@ -133,6 +146,8 @@ class Softplus(Module):
         # softplus'(x) = sigmoid(beta x) = 1 - exp(-beta y) = -expm1(-beta y); 1 above the threshold
         if not needs_input_grad[0]:
             return (None,), {}
+        if not isinstance(cache, tuple):  # the fused forward kept the slope itself
+            return (grad_y * cache,), {}
         x, y = cache
         slope = -backend.array_module(y).expm1(-self.beta * y)  # accurate even where y is tiny
         above = (x if self.beta == 1.0 else self.beta * x) > self.threshold
@@ -146,13 +161,17 @@ class Tanh(Module):
     """tanh(x), elementwise."""
 
     def forward(self, x):
-        y = backend.array_module(x).tanh(x)
+        fused = backend.fused_kernels(x)
+        y = backend.array_module(x).tanh(x) if fused is None else fused.tanh_forward(x)
         return y, y
 
     def backward(self, y, grad_y, needs_input_grad):
         # tanh'(x) = 1 - t^2, with t the output kept in the cache
         if not needs_input_grad[0]:
             return (None,), {}
+        fused = backend.fused_kernels(y, grad_y)
+        if fused is not None:
+            return (fused.tanh_backward(y, grad_y),), {}
         return (grad_y * (1 - y * y),), {}
 
 
@@ -167,6 +186,9 @@ class ReLU(Module):
         # relu'(x) = 1 where x > 0, else 0 (and y > 0 exactly where x > 0); 0 at x = 0, as torch
         if not needs_input_grad[0]:
             return (None,), {}
+        fused = backend.fused_kernels(y, grad_y)
+        if fused is not None:
+            return (fused.relu_backward(y, grad_y),), {}
         return (grad_y * (y > 0),), {}
 
 

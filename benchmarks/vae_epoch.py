@@ -1,0 +1,340 @@
+"""Seconds per training epoch of the MNIST VAE: minippl's backends, Pyro, NumPyro and the GEMM floor.
+
+Every system trains the same model (784-400-50, softplus, Normal latent, Bernoulli pixels / 255,
+batch 256 reshuffled each epoch, Adam 1e-3, one-particle Trace_ELBO, float32) in its own worker
+process, pinned to the same cores with the same thread count. The parent runs one epoch on each
+worker in turn (alternating, so a noisy neighbour slows every system alike), repeats, and prints
+the median seconds per epoch (each worker's first epoch, warm-up and compilation, is excluded),
+ms per step, the ratio to Pyro, and the "GEMM floor": the same machine running only the step's
+14 matrix products at these shapes. Pyro (``pip install torch pyro-ppl``) and NumPyro
+(``pip install numpyro``) are timed when they import; they are never minippl dependencies.
+
+    python benchmarks/vae_epoch.py                           # 5 rounds, all systems found
+    python benchmarks/vae_epoch.py --rounds 2 --train-limit 12800 --json /tmp/vae_epoch.json
+    python benchmarks/vae_epoch.py --systems numba gemm      # only these
+"""
+import argparse
+import json
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SYSTEMS = ("numba", "numpy", "pyro", "numpyro", "gemm")
+LABELS = {
+    "numba": "minippl, numba backend (fused kernels)",
+    "numpy": "minippl, numpy backend (reference)",
+    "pyro": "Pyro, Trace_ELBO (torch CPU)",
+    "numpyro": "NumPyro, jitted SVI.update (JAX CPU)",
+    "gemm": "GEMM floor: the 14 matrix products only",
+}
+BATCH, HIDDEN, Z_DIM, LR = 256, 400, 50, 1e-3
+
+
+# ================================================================ workers (one process per system)
+def load_pixels(train_limit):
+    """uint8 MNIST training images -> float32 (N, 784) in [0, 1], as examples/vae_mnist.py prepares them."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "examples"))
+    from mnist import load_mnist
+
+    images = load_mnist()[0][:train_limit]
+    return images.reshape(len(images), 784).astype(np.float32) / np.float32(255.0)
+
+
+def batches(n, rng):
+    order = rng.permutation(n)
+    return [order[start:start + BATCH] for start in range(0, n, BATCH)]
+
+
+def minippl_trainer(backend, x):
+    import numpy as np
+
+    import minippl
+    from minippl.infer import SVI, Trace_ELBO
+    from minippl.optim import Adam
+    from vae_mnist import VAE  # the example's model and guide, exactly as users run them
+
+    minippl.set_backend(backend)
+    minippl.clear_param_store()
+    minippl.set_rng_seed(0)
+    vae = VAE(Z_DIM, HIDDEN)
+    svi = SVI(vae.model, vae.guide, Adam({"lr": LR}), Trace_ELBO())
+    rng = np.random.default_rng(1)
+
+    def epoch():
+        return sum(svi.step(x[idx]) for idx in batches(len(x), rng))
+    return epoch
+
+
+def pyro_trainer(x):
+    import numpy as np
+    import pyro
+    import pyro.distributions as dist
+    import torch
+    from pyro.infer import SVI, Trace_ELBO
+    from pyro.optim import Adam
+
+    class Encoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc21, self.fc22 = (torch.nn.Linear(784, HIDDEN), torch.nn.Linear(HIDDEN, Z_DIM),
+                                              torch.nn.Linear(HIDDEN, Z_DIM))
+
+        def forward(self, x):
+            hidden = torch.nn.functional.softplus(self.fc1(x.reshape(-1, 784)))
+            return self.fc21(hidden), torch.exp(self.fc22(hidden))
+
+    class Decoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc21 = torch.nn.Linear(Z_DIM, HIDDEN), torch.nn.Linear(HIDDEN, 784)
+
+        def forward(self, z):
+            return torch.sigmoid(self.fc21(torch.nn.functional.softplus(self.fc1(z))))
+
+    encoder, decoder = Encoder(), Decoder()
+
+    def model(x):
+        pyro.module("decoder", decoder)
+        with pyro.plate("data", x.shape[0]):
+            z_loc = x.new_zeros(torch.Size((x.shape[0], Z_DIM)))
+            z_scale = x.new_ones(torch.Size((x.shape[0], Z_DIM)))
+            z = pyro.sample("latent", dist.Normal(z_loc, z_scale).to_event(1))
+            # grey pixels in [0, 1]: Pyro's own example turns the Bernoulli's validation off for them
+            pyro.sample("obs", dist.Bernoulli(decoder(z), validate_args=False).to_event(1), obs=x.reshape(-1, 784))
+
+    def guide(x):
+        pyro.module("encoder", encoder)
+        with pyro.plate("data", x.shape[0]):
+            z_loc, z_scale = encoder(x)
+            pyro.sample("latent", dist.Normal(z_loc, z_scale).to_event(1))
+
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    svi = SVI(model, guide, Adam({"lr": LR}), loss=Trace_ELBO())
+    data = torch.from_numpy(x)
+    rng = np.random.default_rng(1)
+
+    def epoch():
+        return sum(svi.step(data[torch.from_numpy(idx)]) for idx in batches(len(x), rng))
+    return epoch
+
+
+def numpyro_trainer(x):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import numpyro
+    import numpyro.distributions as dist
+    from jax.example_libraries import stax
+    from numpyro.infer import SVI, Trace_ELBO
+
+    encoder_net = stax.serial(stax.Dense(HIDDEN), stax.Softplus, stax.FanOut(2),
+                              stax.parallel(stax.Dense(Z_DIM), stax.serial(stax.Dense(Z_DIM), stax.Exp)))
+    decoder_net = stax.serial(stax.Dense(HIDDEN), stax.Softplus, stax.Dense(784), stax.Sigmoid)
+
+    def model(x):
+        decode = numpyro.module("decoder", decoder_net, (BATCH, Z_DIM))
+        with numpyro.plate("data", x.shape[0]):
+            z = numpyro.sample("latent", dist.Normal(jnp.zeros((x.shape[0], Z_DIM)), 1.0).to_event(1))
+            numpyro.sample("obs", dist.Bernoulli(decode(z)).to_event(1), obs=x)
+
+    def guide(x):
+        encode = numpyro.module("encoder", encoder_net, (BATCH, 784))
+        with numpyro.plate("data", x.shape[0]):
+            z_loc, z_scale = encode(x)
+            numpyro.sample("latent", dist.Normal(z_loc, z_scale).to_event(1))
+
+    svi = SVI(model, guide, numpyro.optim.Adam(LR), Trace_ELBO())
+    state = [svi.init(jax.random.PRNGKey(0), jnp.asarray(x[:BATCH]))]
+    update = jax.jit(svi.update)
+    rng = np.random.default_rng(1)
+
+    def epoch():
+        total = 0.0
+        for idx in batches(len(x), rng):
+            state[0], loss = update(state[0], jnp.asarray(x[idx]))
+            total = total + loss  # stays on the device: no synchronisation per step
+        return float(total)  # waits for the epoch's last update
+    return epoch
+
+
+def gemm_trainer(x):
+    """Only the matrix products of each step, at the VAE's shapes and in Dense's layouts:
+    forward x @ W.T (5), weight gradients g.T @ x (5), input gradients g @ W (4: not the first
+    layer's, whose input is data)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    layers = [(784, HIDDEN, False), (HIDDEN, Z_DIM, True), (HIDDEN, Z_DIM, True), (Z_DIM, HIDDEN, True),
+              (HIDDEN, 784, True)]
+    weights = [rng.standard_normal((out, inp), dtype=np.float32) for inp, out, _ in layers]
+    arrays = {n: rng.standard_normal((BATCH, n), dtype=np.float32) for n in (784, HIDDEN, Z_DIM)}
+    shuffle = np.random.default_rng(1)
+
+    def epoch():
+        for idx in batches(len(x), shuffle):
+            rows = len(idx)
+            for (inp, out, input_grad), w in zip(layers, weights):
+                a, g = arrays[inp][:rows], arrays[out][:rows]  # an input and a gradient of the output
+                a @ w.T
+                g.T @ a
+                if input_grad:
+                    g @ w
+        return 0.0
+    return epoch
+
+
+def worker(system, train_limit, threads):
+    x = load_pixels(train_limit)
+    if system in ("numba", "numpy"):
+        epoch = minippl_trainer(system, x)
+    else:
+        epoch = {"pyro": pyro_trainer, "numpyro": numpyro_trainer, "gemm": gemm_trainer}[system](x)
+        if system == "pyro":
+            import torch
+
+            torch.set_num_threads(threads)
+    steps = -(-len(x) // BATCH)
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        if line.strip() != "epoch":
+            break
+        start = time.perf_counter()
+        loss = epoch()
+        seconds = time.perf_counter() - start
+        print(json.dumps({"seconds": seconds, "steps": steps, "loss_per_image": loss / len(x)}), flush=True)
+
+
+def worker_environment(threads):
+    env = dict(os.environ)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        env[name] = str(threads)
+    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=1"
+    env["JAX_PLATFORMS"] = "cpu"
+    return env
+
+
+# ================================================================ the parent: alternate, then tabulate
+def available(system):
+    modules = {"pyro": ("torch", "pyro"), "numpyro": ("jax", "numpyro"), "numba": ("numba",)}.get(system, ())
+    try:
+        for module in modules:
+            __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+def start_worker(system, args):
+    command = [sys.executable, __file__, "--worker", system, "--threads", str(args.threads)]
+    if args.train_limit:
+        command += ["--train-limit", str(args.train_limit)]
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                               env=worker_environment(args.threads), cwd=ROOT)
+    reply = process.stdout.readline()
+    if not reply or not json.loads(reply).get("ready"):
+        raise RuntimeError(f"worker {system} failed to start (its error is printed above)")
+    return process
+
+
+def run_epoch(process):
+    process.stdin.write("epoch\n")
+    process.stdin.flush()
+    return json.loads(process.stdout.readline())
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
+    parser.add_argument("--rounds", type=int, default=5, help="timed epochs per system (after one warm-up)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads (and cores) per system")
+    parser.add_argument("--train-limit", type=int, default=None, help="train on the first N images only")
+    parser.add_argument("--pause", type=float, default=0.5, help="seconds between runs (idle thread pools park)")
+    parser.add_argument("--json", default=None, help="also write the table and settings to this file")
+    parser.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        if args.threads < (os.cpu_count() or 1):
+            os.sched_setaffinity(0, set(range(args.threads)))
+        return worker(args.worker, args.train_limit, args.threads)
+
+    systems = [s for s in args.systems if available(s)]
+    skipped = [s for s in args.systems if s not in systems]
+    if skipped:
+        print(f"not installed, skipped: {', '.join(skipped)} (pip install torch pyro-ppl numpyro to compare)")
+    load_before = os.getloadavg()
+    workers = {s: start_worker(s, args) for s in systems}
+    seconds = {s: [] for s in systems}
+    runs = {s: [] for s in systems}
+    try:
+        for round_ in range(args.rounds + 1):  # round 0: every worker's first epoch, not counted
+            for system, process in workers.items():
+                time.sleep(args.pause)
+                result = run_epoch(process)
+                runs[system].append(result)
+                if round_ > 0:
+                    seconds[system].append(result["seconds"])
+            print(f"round {round_}{' (warm-up)' if round_ == 0 else ''}: "
+                  + ", ".join(f"{s} {runs[s][-1]['seconds']:.2f}s" for s in systems), flush=True)
+    finally:
+        for process in workers.values():
+            process.stdin.close()
+            process.wait()
+    table = tabulate(systems, seconds, runs, args)
+    table["loadavg_before"], table["loadavg_after"] = load_before, os.getloadavg()
+    print_table(table)
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(table, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return table
+
+
+def tabulate(systems, seconds, runs, args):
+    rows = []
+    for system in systems:
+        median = statistics.median(seconds[system])
+        steps = runs[system][-1]["steps"]
+        rows.append({"system": system, "label": LABELS[system], "seconds_per_epoch": median,
+                     "ms_per_step": 1e3 * median / steps, "epochs": seconds[system],
+                     "loss_per_image": runs[system][-1]["loss_per_image"] if system != "gemm" else None})
+    by = {r["system"]: r["seconds_per_epoch"] for r in rows}
+    for row in rows:
+        row["vs_pyro"] = row["seconds_per_epoch"] / by["pyro"] if "pyro" in by else None
+        row["vs_gemm_floor"] = row["seconds_per_epoch"] / by["gemm"] if "gemm" in by else None
+    return {"rows": rows, "threads": args.threads, "rounds": args.rounds, "train_images": args.train_limit or 60000,
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.system()}",
+            "python": platform.python_version(), "versions": versions(systems)}
+
+
+def versions(systems):
+    import numpy
+
+    found = {"numpy": numpy.__version__}
+    for module in ("numba", "torch", "pyro", "jax", "numpyro"):
+        try:
+            found[module] = __import__(module).__version__
+        except ImportError:
+            pass
+    return found
+
+
+def print_table(table):
+    print(f"\nMNIST VAE, batch 256, {table['train_images']} images, {table['threads']} threads, "
+          f"median of {table['rounds']} epochs (first excluded); load average before/after "
+          f"{table['loadavg_before'][0]:.1f}/{table['loadavg_after'][0]:.1f}")
+    print(f"{'system':44s} {'s/epoch':>8s} {'ms/step':>8s} {'vs Pyro':>8s} {'vs GEMM':>8s}")
+    for row in table["rows"]:
+        ratio = lambda r: f"{r:8.2f}" if r is not None else f"{'-':>8s}"  # noqa: E731
+        print(f"{row['label']:44s} {row['seconds_per_epoch']:8.2f} {row['ms_per_step']:8.2f} "
+              f"{ratio(row['vs_pyro'])} {ratio(row['vs_gemm_floor'])}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""Categorical: a discrete choice among K classes, the likelihood of every classifier.
+
+Teaches: the log-softmax written stably (subtract the max before exp), a
+log-density read by indexing (``take_along_axis``), and its gradient, which is
+the famous ``onehot(x) - softmax(logits)``. Builds on distribution.py and the
+two parametrisations of bernoulli.py. There is no reparameterised sampler.
+"""
+from .. import backend
+from ..backend import shape_of
+from . import constraints
+from .distribution import Distribution, check_types, grad_like
+
+
+class _IntegerInterval(constraints.Constraint):
+    """The integers lo, lo + 1, ..., hi (torch's ``integer_interval``): a Categorical's support.
+
+    No bijection from R reaches it, so it can never be a param's constraint; autoguides
+    use that to refuse discrete latent sites with a clear message.
+    """
+
+    def __init__(self, lower_bound, upper_bound):
+        self.lower_bound, self.upper_bound = int(lower_bound), int(upper_bound)
+
+    @property
+    def spec(self):
+        return f"integer_interval({self.lower_bound}, {self.upper_bound})"
+
+    def check(self, value):
+        x = backend.array_module(value).asarray(value)
+        return (x == x // 1) & (x >= self.lower_bound) & (x <= self.upper_bound)
+
+
+def _log_softmax(logits, xp):
+    # log softmax(l)_k = l_k - log sum_j exp(l_j) = (l_k - m) - log sum_j exp(l_j - m), m = max_j l_j:
+    # every exp sees an argument <= 0, so nothing overflows
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+class Categorical(Distribution):
+    """Categorical(probs=None, logits=None): P(x = k) = probs[..., k] = softmax(logits)[..., k].
+
+    The last dim of ``probs``/``logits`` indexes the K classes; the dims before it are
+    the batch shape. ``probs`` need not sum to one (they are normalised, as in torch),
+    and normalised probs are clamped to [eps, 1 - eps] before the log, as Bernoulli
+    does, so a class of probability 0 gives a finite log-prob (with zero gradient).
+    ``logits`` are unnormalised log-probabilities. Values are class indices: ``sample``
+    returns int64 arrays, and ``log_prob`` accepts integer or integral float arrays
+    (anything outside 0..K-1 has log-prob -inf).
+
+    >>> import numpy as np
+    >>> d = Categorical(logits=np.log(np.array([0.2, 0.3, 0.5])))
+    >>> float(np.exp(d.log_prob(np.array(2))))  # doctest: +ELLIPSIS
+    0.5...
+    """
+
+    has_rsample = False
+
+    def __init__(self, probs=None, logits=None):
+        if (probs is None) == (logits is None):
+            given = "both" if probs is not None else "neither"
+            raise ValueError(f"Categorical takes exactly one of probs= or logits=, got {given}")
+        name = "probs" if probs is not None else "logits"
+        param = probs if probs is not None else logits
+        check_types("Categorical", **{name: param})
+        if len(shape_of(param)) < 1 or shape_of(param)[-1] < 1:
+            raise ValueError(f"Categorical: {name} needs a last dim indexing the classes, e.g. shape (K,) or "
+                             f"(batch, K); got shape {shape_of(param)}. Wrap a scalar as np.array([...]).")
+        if getattr(param, "dtype", None) is None or param.dtype.kind != "f":
+            raise TypeError(f"Categorical: {name} must be a float array, got {getattr(param, 'dtype', type(param))}")
+        self._param = param  # stored as passed: the ELBO finds gradients by id()
+        self.arg_names = (name,)
+        self.num_categories = shape_of(param)[-1]
+        super().__init__(shape_of(param)[:-1])
+
+    @property
+    def support(self):
+        return _IntegerInterval(0, self.num_categories - 1)
+
+    @property
+    def logits(self):
+        """Normalised log-probabilities, shape (..., K)."""
+        xp = backend.array_module(self._param)
+        if self.arg_names == ("logits",):
+            return _log_softmax(self._param, xp)
+        return xp.log(self._clamped_probs(xp))
+
+    @property
+    def probs(self):
+        """Class probabilities (summing to one), shape (..., K)."""
+        xp = backend.array_module(self._param)
+        if self.arg_names == ("probs",):
+            return self._param / self._param.sum(axis=-1, keepdims=True)
+        return xp.exp(_log_softmax(self._param, xp))
+
+    def _clamped_probs(self, xp):
+        eps = xp.finfo(self._param.dtype).eps
+        return xp.clip(self._param / self._param.sum(axis=-1, keepdims=True), eps, 1 - eps)
+
+    # ---------------------------------------------------------------- sampling
+    def sample(self, sample_shape=(), rng=None):
+        # inverse-CDF sampling: the class is the number of cumulative probabilities below u ~ U[0, 1)
+        rng = backend.global_rng() if rng is None else rng
+        xp = backend.array_module(self._param)
+        shape = self.shape(sample_shape)
+        cdf = xp.cumsum(self.probs, axis=-1)
+        u = backend.uniform(rng, shape + (1,), self._param.dtype, like=self._param)
+        below = (u * cdf[..., -1:] >= cdf[..., :-1])  # scaled by the total so rounding never loses mass
+        return below.sum(axis=-1).astype(xp.int64)
+
+    # ------------------------------------------------------------- log-density
+    def _gather_setup(self, value):
+        """(xp, in-support mask, clipped int indices with a trailing 1, log-probs broadcast to them)."""
+        xp = backend.array_module(self._param, value)
+        x = xp.asarray(value)
+        batch = backend.broadcast_shapes(shape_of(x), self.batch_shape)
+        inside = (x == x // 1) & (x >= 0) & (x <= self.num_categories - 1)
+        index = xp.broadcast_to(xp.clip(x, 0, self.num_categories - 1).astype(xp.int64), batch)[..., None]
+        return xp, xp.broadcast_to(inside, batch), index, batch
+
+    def log_prob(self, value):
+        xp, inside, index, batch = self._gather_setup(value)
+        log_p = xp.broadcast_to(self.logits, batch + (self.num_categories,))
+        # log p(x) = log_softmax(logits)[x]  (or log of the normalised, clamped probs[x])
+        picked = xp.take_along_axis(log_p, index, axis=-1)[..., 0]
+        return self._batch_result(xp.where(inside, picked, -xp.inf), value)
+
+    def log_prob_vjp(self, value, grad_log_prob, wrt):
+        wrt = self._check_wrt(wrt)
+        xp, inside, index, batch = self._gather_setup(value)
+        g = xp.where(inside, xp.broadcast_to(xp.asarray(grad_log_prob, dtype=self._param.dtype), batch), 0)
+        grads = {}
+        if "value" in wrt:
+            # the log-density is piecewise constant in x: d/dx = 0
+            grads["value"] = xp.zeros(shape_of(value), self._param.dtype)
+        full = batch + (self.num_categories,)
+        onehot = xp.zeros(full, self._param.dtype)
+        xp.put_along_axis(onehot, index, 1, axis=-1)
+        if "logits" in wrt:
+            # d/dl_k log_softmax(l)_x = 1[k = x] - softmax(l)_k
+            softmax = xp.exp(_log_softmax(self._param, xp))
+            grads["logits"] = grad_like(g[..., None] * (onehot - softmax), self._param)
+        if "probs" in wrt:
+            # log p(x) = log p_x - log sum_j p_j  =>  d/dp_k = 1[k = x] / p_x - 1 / sum_j p_j
+            # (0 where the clamp of p_x / sum_j p_j to [eps, 1 - eps] is active)
+            p = self._param
+            total = p.sum(axis=-1, keepdims=True)
+            p_x = xp.take_along_axis(xp.broadcast_to(p, full), index, axis=-1)
+            q_x = p_x / total  # the normalised probability of the observed class
+            eps = xp.finfo(self._param.dtype).eps
+            unclamped = (q_x > eps) & (q_x < 1 - eps)
+            slope = xp.where(unclamped, onehot / xp.where(p_x > 0, p_x, 1) - 1 / total, 0)
+            grads["probs"] = grad_like(g[..., None] * slope, self._param)
+        return grads
+
+    def enumerate_support(self, expand=True):
+        """The values 0..K-1 along a new leading dim (expanded over the batch shape if ``expand``)."""
+        xp = backend.array_module(self._param)
+        values = xp.arange(self.num_categories, dtype=xp.int64).reshape((-1,) + (1,) * len(self.batch_shape))
+        return xp.broadcast_to(values, (self.num_categories,) + self.batch_shape) if expand else values
+
+    def __repr__(self):
+        name = self.arg_names[0]
+        return f"Categorical({name}={shape_of(self._param)}, batch_shape={self.batch_shape})"

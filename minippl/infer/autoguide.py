@@ -1,0 +1,369 @@
+"""Automatic guides: AutoNormal (mean-field Normal in unconstrained space) and AutoDelta (MAP).
+
+Teaches: how a guide can be built by reading the model. One blocked run of the model (the
+*prototype trace*) lists its latent sites, their shapes, plates and supports; each gets
+parameters named "AutoNormal.locs.<site>". A positive or interval site is reached from R
+through ``biject_to(support)``, and the change of variables adds -log|dx/du| to log q; both
+the map and that term are *recorded layers*, so the tape carries their hand-written VJPs.
+Builds on elbo.py, handlers.py, plate.py and distributions/constraints.py.
+"""
+import contextlib
+import statistics
+
+import numpy as np
+
+from .. import backend, runtime
+from ..distributions import constraints
+from ..distributions.delta import Delta
+from ..distributions.normal import Normal
+from ..handlers import seed, trace
+from ..nn.module import Module
+from ..params import get_param_store
+from ..plate import plate
+from ..primitives import param, sample
+
+
+# ---------------------------------------------------------------- recorded layers
+class ToConstrained(Module):
+    """``u -> (x, log_density)``: x = T(u) and log_density = -sum over the event of log|dx/du|.
+
+    Pyro's guides give the model's site ``Delta(x, log_density)``: with u ~ q(u), the density
+    of x is q(u) |du/dx|, so this term is the change-of-variables correction to log q.
+    """
+
+    def __init__(self, transform, event_dim=0):
+        super().__init__()
+        self.transform, self.event_dim = transform, int(event_dim)
+
+    def forward(self, u):
+        xp = backend.array_module(u)
+        x = xp.asarray(self.transform.forward(u))
+        log_jacobian = self.transform.log_abs_det_jacobian(u, x)
+        if self.event_dim:
+            log_jacobian = log_jacobian.sum(axis=tuple(range(-self.event_dim, 0)))
+        return (x, xp.asarray(-log_jacobian)), (u, x)
+
+    def backward(self, cache, grad_outputs, needs_input_grad):
+        if not needs_input_grad[0]:
+            return (None,), {}
+        u, x = cache
+        grad_x, grad_log_density = grad_outputs
+        grad_u = None
+        if grad_x is not None:
+            # d/du T(u): the transform's own VJP
+            grad_u = self.transform.vjp(u, x, grad_x)
+        if grad_log_density is not None:
+            # d/du -sum log|T'(u)|: the log-Jacobian's VJP with the cotangent negated and
+            # broadcast back over the summed event dims
+            xp = backend.array_module(u)
+            g = xp.asarray(grad_log_density)
+            g = xp.broadcast_to(g.reshape(g.shape + (1,) * self.event_dim), backend.shape_of(u))
+            term = self.transform.log_abs_det_jacobian_vjp(u, x, -g)
+            grad_u = term if grad_u is None else grad_u + term
+        return (grad_u,), {}
+
+    def extra_repr(self):
+        return f"{self.transform!r}, event_dim={self.event_dim}"
+
+
+class Subsample(Module):
+    """``take(array, indices, axis)``: a guide's full-size parameters at the items a plate drew."""
+
+    def __init__(self, axis):
+        super().__init__()
+        self.axis = int(axis)
+
+    def forward(self, array, indices):
+        xp = backend.array_module(array)
+        return xp.take(array, indices, axis=self.axis), (backend.shape_of(array), indices)
+
+    def backward(self, cache, grad_out, needs_input_grad):
+        # d take(a, idx)[j] / d a[idx[j]] = 1: scatter-add each item's gradient to its row
+        # (add.at, not assignment, so an index drawn twice collects both gradients)
+        if not needs_input_grad[0]:
+            return (None, None), {}
+        shape, indices = cache
+        xp = backend.array_module(grad_out)
+        grad = xp.zeros(shape, grad_out.dtype)
+        xp.add.at(xp.moveaxis(grad, self.axis, 0), indices, xp.moveaxis(grad_out, self.axis, 0))
+        return (grad, None), {}
+
+
+# ---------------------------------------------------------------- initialisation (Pyro's names)
+def _float_zeros(site):
+    fn = site["fn"]
+    dtype = backend.float_dtype(*[a for a in fn.arg_arrays().values()])
+    return np.zeros(fn.shape(site["kwargs"].get("sample_shape", ())), dtype)
+
+
+def init_to_feasible(site=None):
+    """The point 0 of unconstrained space mapped into the support (0, 1, an interval's midpoint)."""
+    if site is None:
+        return init_to_feasible
+    return constraints.biject_to(site["fn"].support).forward(_float_zeros(site))
+
+
+def init_to_sample(site=None):
+    """One draw from the prior."""
+    if site is None:
+        return init_to_sample
+    return site["fn"].sample(site["kwargs"].get("sample_shape", ()), rng=site["rng"])
+
+
+def init_to_median(site=None, num_samples=15):
+    """The elementwise median of ``num_samples`` prior draws (Pyro's default for AutoDelta)."""
+    if site is None:
+        return lambda site: init_to_median(site, num_samples)
+    draws = site["fn"].sample((num_samples,) + tuple(site["kwargs"].get("sample_shape", ())), rng=site["rng"])
+    value = np.median(draws, axis=0).astype(draws.dtype)
+    return value if np.all(site["fn"].support.check(value)) else init_to_feasible(site)
+
+
+def init_to_mean(site=None):
+    """The prior mean where the distribution has one, else the median."""
+    if site is None:
+        return init_to_mean
+    try:
+        return np.array(np.broadcast_to(site["fn"].mean, site["fn"].shape()))
+    except (AttributeError, NotImplementedError):
+        return init_to_median(site)
+
+
+def init_to_value(site=None, values=None):
+    """``values[name]`` for the sites it names, the median for the others."""
+    if site is None:
+        return lambda site: init_to_value(site, values)
+    values = values or {}
+    return np.asarray(values[site["name"]]) if site["name"] in values else init_to_median(site)
+
+
+class _isolate(runtime.Messenger):
+    """Stop every message, layer calls included: the prototype run leaves no trace outside."""
+
+    def process_message(self, msg):
+        msg["stop"] = True
+
+
+class _initialise(runtime.Messenger):
+    """Give each latent site the value ``init_loc_fn(site)`` and each draw the caller's generator."""
+
+    def __init__(self, init_loc_fn, rng):
+        super().__init__()
+        self.init_loc_fn, self.rng = init_loc_fn, rng
+
+    def process_message(self, msg):
+        if msg["type"] in ("sample", "plate") and msg["rng"] is None:
+            msg["rng"] = self.rng
+        if msg["type"] == "sample" and not msg["done"]:
+            msg["value"] = self.init_loc_fn(msg)
+            msg["done"] = True
+
+
+def _innermost_rng():
+    """The generator of the innermost active ``seed`` handler, else the global one."""
+    for handler in reversed(runtime._STACK):
+        if isinstance(handler, seed):
+            return handler.rng
+    return backend.global_rng()
+
+
+# ---------------------------------------------------------------- the guides
+class _LatentSite:
+    """What a guide keeps about one latent site of the prototype trace."""
+
+    def __init__(self, guide_name, site):
+        self.name, fn = site["name"], site["fn"]
+        try:
+            self.support = fn.support
+            self.transform = constraints.biject_to(self.support)
+        except (NotImplementedError, TypeError) as error:
+            raise ValueError(
+                f"{guide_name} cannot guide sample site '{self.name}' ({type(fn).__name__}): its support "
+                f"cannot be reached from the real line ({error}). Discrete latent sites need a hand-written "
+                f"guide (e.g. a Categorical or Bernoulli with learnable probs); or block the site from the "
+                f"autoguide by observing it.") from None
+        self.event_dim = fn.event_dim
+        self.frames = [f for f in site["cond_indep_stack"] if f.dim is not None]  # vectorised plates
+        self.constrain = ToConstrained(self.transform, self.event_dim)
+        self.is_real = isinstance(self.transform, constraints.IdentityTransform)
+        value = np.asarray(site["value"], dtype=backend.float_dtype(site["value"]))
+        for frame in self.frames:  # subsampled: repeat the init periodically up to the full size
+            if frame.full_size != frame.size:
+                axis = frame.dim - self.event_dim
+                value = np.take(value, np.arange(frame.full_size) % frame.size, axis=axis)
+        self.init_value = value  # constrained, full size
+
+
+class AutoGuide:
+    """Base of the automatic guides: the prototype trace, plates, and what a call returns.
+
+    Calling the guide with the model's arguments runs it (the first call also traces the
+    model once, blocked, to find its latent sites) and returns ``{site: value}``.
+    Sites inside plates get parameters of the plates' full size and are sampled inside
+    plates of the same name, dim and size; a subsampling plate's items are picked out of
+    the full parameters by a recorded layer, so subsampled models need no extra code.
+    """
+
+    def __init__(self, model, *, create_plates=None):
+        if create_plates is not None:
+            raise NotImplementedError("create_plates: minippl's autoguides re-create the model's plates, "
+                                      "subsampling included, by themselves; leave it None")
+        self.model = model
+        self.prototype_trace = None
+        self._sites = []
+
+    @property
+    def prefix(self):
+        """The start of every param name of this guide (Pyro uses the class name)."""
+        return type(self).__name__
+
+    def __call__(self, *args, **kwargs):
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
+        return self.forward(*args, **kwargs)
+
+    def _setup_prototype(self, *args, **kwargs):
+        with _isolate(), trace() as tape, _initialise(self.init_loc_fn, _innermost_rng()):
+            self.model(*args, **kwargs)
+        self.prototype_trace = tape.trace
+        self._sites = [_LatentSite(self.prefix, site) for site in tape.trace.sample_sites().values()
+                       if not site["is_observed"]]
+
+    def _require_prototype(self, args, kwargs, what):
+        if self.prototype_trace is None:
+            if not (args or kwargs):
+                raise ValueError(f"{self.prefix}.{what}() before the guide has run: call the guide (or SVI.step) "
+                                 f"once, or pass the model's arguments to {what}(...)")
+            self._setup_prototype(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def _plates(self, site, indices):
+        """Enter the plates around ``site``; yield a function that picks a subsample from a full array.
+
+        ``indices`` (plate name -> the items drawn in this call) keeps every site of one call
+        on the same subsample, as the model will see it through replay.
+        """
+        with contextlib.ExitStack() as stack:
+            picks = []
+            for frame in site.frames:
+                items = stack.enter_context(plate(frame.name, frame.full_size, subsample_size=frame.size,
+                                                  dim=frame.dim, subsample=indices.get(frame.name)))
+                indices[frame.name] = items
+                if frame.size != frame.full_size:
+                    picks.append((frame.dim - site.event_dim, items))
+
+            def pick(array):
+                for axis, items in picks:
+                    array = Subsample(axis)(array, items)
+                return array
+
+            yield pick
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError
+
+    def median(self, *args, **kwargs):
+        raise NotImplementedError
+
+
+class AutoNormal(AutoGuide):
+    """Pyro's AutoNormal: each latent site is T(u), u ~ Normal(loc, scale) independently per element.
+
+    T = biject_to(site support); params "AutoNormal.locs.<site>" (real) and
+    "AutoNormal.scales.<site>" (positive, starting at ``init_scale``). The auxiliary site
+    "<site>_unconstrained" carries log q(u); the model's site gets
+    ``Delta(T(u), log_density=-log|dT/du|)``, so together they score log q of the value.
+
+    >>> import minippl, minippl.distributions as dist
+    >>> def model():
+    ...     minippl.sample("noise", dist.Uniform(0., 10.))
+    >>> minippl.clear_param_store()
+    >>> guide = AutoNormal(model)
+    >>> sorted(guide())
+    ['noise']
+    >>> sorted(minippl.get_param_store().keys())
+    ['AutoNormal.locs.noise', 'AutoNormal.scales.noise']
+    >>> float(guide.median()["noise"])   # init_to_feasible: the interval's midpoint
+    5.0
+    >>> minippl.clear_param_store()
+    """
+
+    scale_constraint = constraints.positive
+
+    def __init__(self, model, *, init_loc_fn=init_to_feasible, init_scale=0.1, create_plates=None):
+        if not (isinstance(init_scale, float) and init_scale > 0):
+            raise ValueError(f"AutoNormal: init_scale must be a positive float, got {init_scale!r}")
+        super().__init__(model, create_plates=create_plates)
+        self.init_loc_fn, self.init_scale = init_loc_fn, init_scale
+
+    def _loc_and_scale(self, site):
+        loc_init = site.transform.inverse(site.init_value)
+        loc = param(f"{self.prefix}.locs.{site.name}", lambda: np.array(loc_init, copy=True),
+                    event_dim=site.event_dim)
+        scale = param(f"{self.prefix}.scales.{site.name}", lambda: np.full_like(loc_init, self.init_scale),
+                      constraint=self.scale_constraint, event_dim=site.event_dim)
+        return loc, scale
+
+    def forward(self, *args, **kwargs):
+        indices, result = {}, {}
+        for site in self._sites:
+            with self._plates(site, indices) as pick:
+                loc, scale = (pick(a) for a in self._loc_and_scale(site))
+                u = sample(f"{site.name}_unconstrained", Normal(loc, scale).to_event(site.event_dim),
+                           infer={"is_auxiliary": True})
+                value, log_density = (u, 0.0) if site.is_real else site.constrain(u)
+                result[site.name] = sample(site.name, Delta(value, log_density=log_density, event_dim=site.event_dim))
+        return result
+
+    def median(self, *args, **kwargs):
+        """``{site: T(loc)}``: the posterior median of each latent site (T is monotone)."""
+        self._require_prototype(args, kwargs, "median")
+        store = get_param_store()
+        return {site.name: np.array(site.transform.forward(store[f"{self.prefix}.locs.{site.name}"]), copy=True)
+                for site in self._sites}
+
+    def quantiles(self, quantiles, *args, **kwargs):
+        """``{site: array of shape (len(quantiles),) + site shape}``: T(loc + scale * z_q) for each q."""
+        self._require_prototype(args, kwargs, "quantiles")
+        qs = [float(q) for q in np.atleast_1d(quantiles)]
+        if not all(0.0 < q < 1.0 for q in qs):
+            raise ValueError(f"quantiles must lie strictly between 0 and 1, got {qs}")
+        normal_quantiles = [statistics.NormalDist().inv_cdf(q) for q in qs]
+        store, result = get_param_store(), {}
+        for site in self._sites:
+            loc = store[f"{self.prefix}.locs.{site.name}"]
+            scale = store[f"{self.prefix}.scales.{site.name}"]
+            result[site.name] = np.stack([site.transform.forward(loc + scale * z) for z in normal_quantiles])
+        return result
+
+
+class AutoDelta(AutoGuide):
+    """Pyro's AutoDelta: a point estimate per latent site, so SVI finds the MAP.
+
+    The param "AutoDelta.<site>" lives in the site's support (stored unconstrained by the
+    param store, as any constrained param); the site is ``Delta(value)``, whose log q is 0.
+    (MAP in the constrained space, as in Pyro: no Jacobian term.)
+    """
+
+    def __init__(self, model, *, init_loc_fn=init_to_median, create_plates=None):
+        super().__init__(model, create_plates=create_plates)
+        self.init_loc_fn = init_loc_fn
+
+    def forward(self, *args, **kwargs):
+        indices, result = {}, {}
+        for site in self._sites:
+            with self._plates(site, indices) as pick:
+                value = param(f"{self.prefix}.{site.name}", lambda: np.array(site.init_value, copy=True),
+                              constraint=site.support, event_dim=site.event_dim)
+                result[site.name] = sample(site.name, Delta(pick(value), event_dim=site.event_dim))
+        return result
+
+    def median(self, *args, **kwargs):
+        """``{site: the point estimate}`` (a copy)."""
+        self._require_prototype(args, kwargs, "median")
+        store = get_param_store()
+        return {site.name: np.array(store[f"{self.prefix}.{site.name}"], copy=True) for site in self._sites}
+
+
+__all__ = ["AutoDelta", "AutoGuide", "AutoNormal", "init_to_feasible", "init_to_mean", "init_to_median",
+           "init_to_sample", "init_to_value"]

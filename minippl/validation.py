@@ -1,0 +1,314 @@
+"""Validation: refuse a wrong model or input at once, naming the site, the shapes and the fix.
+
+Teaches: checking at almost no cost: O(1) tests of shapes, dtypes and devices, and one or two
+reductions per array (``min``/``max`` propagate NaN), the elementwise detail only on the error
+path. Builds on backend.py and constraints.py; used by the distributions, primitives.py, ELBO, SVI.
+"""
+import contextlib
+import linecache
+import os
+import re
+import sys
+
+from . import backend
+from .distributions import constraints
+
+# ------------------------------------------------------------------ the switch (Pyro's names)
+_ENABLED = True
+_MIXED_PRECISION_ALLOWED = False  # check_gradients runs float32 models in float64 on purpose
+
+
+def enable_validation(is_validate=True):
+    """Turn validation on (the default) or off, for speed once a model is known to be right.
+
+    Off skips the checks that read array values or dtypes: distribution arguments,
+    observed values, NumPy/CuPy and float32/float64 mixing. Structural checks (site
+    names, plates, log-prob shapes, model/guide match) and SVI's NaN guard always run.
+    """
+    global _ENABLED
+    _ENABLED = bool(is_validate)
+
+
+def is_validation_enabled():
+    return _ENABLED
+
+
+class validation_enabled:
+    """Pyro's context manager: ``with minippl.validation_enabled(False): ...``.
+
+    Its truth value is the current setting, so ``if minippl.validation_enabled():`` asks.
+    """
+
+    def __init__(self, is_validate=True):
+        self.is_validate = bool(is_validate)
+
+    def __bool__(self):
+        return _ENABLED
+
+    def __enter__(self):
+        self._previous = _ENABLED
+        enable_validation(self.is_validate)
+        return self
+
+    def __exit__(self, *exc):
+        enable_validation(self._previous)
+
+
+@contextlib.contextmanager
+def mixed_precision_allowed():
+    """Inside, float32 and float64 may meet at a site (check_gradients casts params to float64)."""
+    global _MIXED_PRECISION_ALLOWED
+    previous, _MIXED_PRECISION_ALLOWED = _MIXED_PRECISION_ALLOWED, True
+    try:
+        yield
+    finally:
+        _MIXED_PRECISION_ALLOWED = previous
+
+
+# ------------------------------------------------------------------ the errors
+class ValidationError(ValueError):
+    """A refused model or input. The ELBO adds which program (model or guide) ran the site,
+    SVI the step number; ``str()`` puts them in front of the message."""
+
+    def __init__(self, message, site=None, side=None):
+        super().__init__(message)
+        self.message, self.site, self.side, self.step = message, site, side, None
+
+    def __str__(self):
+        text = self.message
+        if self.site is not None:
+            text = f"{self.side or 'sample'} site '{self.site}': {text}"
+        elif self.side is not None:
+            text = f"in the {self.side}: {text}"
+        if self.step is not None:
+            text = f"step {self.step}: {text} No parameter was changed."
+        return text
+
+
+class NonFiniteError(ValidationError, FloatingPointError):
+    """A NaN where a number was needed: both a ValueError (as Pyro's validation raises)
+    and the FloatingPointError of SVI's NaN guard, so either ``except`` catches it."""
+
+
+class ValidationTypeError(ValidationError, TypeError):
+    """Arrays of different kinds meeting at a site (NumPy and CuPy, float32 and float64)."""
+
+
+# ------------------------------------------------------------------ cheap value checks
+def violates(constraint, x):
+    """True if some element of ``x`` is outside ``constraint``: at most two reductions.
+
+    ``min`` and ``max`` return NaN when any element is NaN, so ``not (lo > 0)`` also
+    catches NaN; no boolean temporary the size of ``x`` is made.
+    """
+    if isinstance(x, (bool, int, float)):
+        return not bool(constraint.check(x))
+    if x.size == 0:
+        return False
+    if constraint == constraints.real:
+        lo = x.min()
+        return bool(lo != lo)  # NaN is the only real-valued failure (inf counts as real, as in torch)
+    if isinstance(constraint, constraints.interval):  # [lo, hi], closed
+        return not bool((x.min() >= constraint.lower_bound) & (x.max() <= constraint.upper_bound))
+    if isinstance(constraint, constraints.greater_than):  # (lo, inf), positive included
+        return not bool(x.min() > constraint.lower_bound)
+    return not bool(backend.array_module(x).all(constraint.check(x)))
+
+
+def describe_bad(x, bad):
+    """Who fails a check: ``(text, has_nan)``, text like '2 of 3 entries (first -2.0 at
+    index (1,); shape (3,))', or just '-1.0' for a scalar. ``bad`` marks the offenders;
+    only the error path calls this, so it may scan the array."""
+    xp = backend.array_module(x)
+    x, bad = xp.asarray(x), xp.asarray(bad)
+    has_nan = bool(xp.isnan(x[bad]).any()) if x.dtype.kind == "f" else False
+    if x.ndim == 0:
+        return repr(float(x)), has_nan
+    where = tuple(int(i) for i in xp.argwhere(bad)[0])
+    return (f"{int(bad.sum())} of {x.size} entries (first {float(x[where])!r} at index {where}; "
+            f"shape {x.shape})"), has_nan
+
+
+_ARG_RULES = {  # constraint spec -> (what the argument must be, how to get there)
+    "real": ("a number, not NaN",
+             "NaN comes from NaN in the data or from an upstream computation that overflowed "
+             "(check the inputs with np.isnan(x).any(), lower the learning rate)"),
+    "positive": ("> 0",
+                 "make it positive by construction: exp(...) or softplus(...) of a network output, "
+                 "or a param declared with constraint=constraints.positive"),
+    "interval(0.0, 1.0)": ("in [0, 1]",
+                           "squash scores with a sigmoid, or pass unnormalised scores as logits= instead of probs="),
+}
+
+
+def check_arg(dist_name, arg_name, value, constraint):
+    """Raise ValidationError if argument ``value`` of ``dist_name`` leaves ``constraint``."""
+    if not violates(constraint, value):
+        return
+    summary, has_nan = describe_bad(value, ~constraint.check(value))
+    rule, fix = _ARG_RULES.get(constraint.spec, (f"inside {constraint!r}", f"keep {arg_name} inside it"))
+    if has_nan and constraint.spec != "real":
+        fix = f"{fix}; NaN entries come from NaN data or an overflowed computation upstream"
+    found = f"got {summary}" if getattr(value, "ndim", 0) == 0 else f"{summary} are not"
+    raise_site_error(f"{dist_name}: {arg_name} must be {rule}, but {found}. Fix: {fix}.",
+                     NonFiniteError if has_nan else ValidationError)
+
+
+def check_less_than(dist_name, low_name, low, high_name, high):
+    """``low < high`` elementwise (Uniform's bounds)."""
+    width = high - low
+    if not violates(constraints.positive, width):
+        return
+    summary, has_nan = describe_bad(width, ~constraints.positive.check(width))
+    found = f"= {summary}" if getattr(width, "ndim", 0) == 0 else f"<= 0 at {summary}"
+    raise_site_error(f"{dist_name}: needs {low_name} < {high_name}, but {high_name} - {low_name} {found}. "
+                     f"Fix: swap the bounds, or widen them.",
+                     NonFiniteError if has_nan else ValidationError)
+
+
+def check_devices(where, named):
+    """All arrays in ``named`` (name -> object) on one device: all NumPy or all CuPy."""
+    on_gpu = {name: _is_cupy(a) for name, a in named.items() if hasattr(a, "shape")}
+    if len(set(on_gpu.values())) > 1:
+        gpu = [n for n, g in on_gpu.items() if g]
+        cpu = [n for n, g in on_gpu.items() if not g]
+        raise_site_error(
+            f"{where}: {', '.join(gpu)} on the GPU (CuPy) but {', '.join(cpu)} on the CPU (NumPy). Fix: "
+            f"put everything on one device once, before training (cupy.asarray(data), and build constants "
+            f"with the data's array module, minippl.backend.array_module(x)).", ValidationTypeError)
+
+
+def _is_cupy(x):
+    return type(x).__module__.startswith("cupy")
+
+
+def all_finite(array):
+    """True if every element is finite, in one BLAS pass: a NaN or inf anywhere makes
+    <x, x> non-finite. A non-finite <x, x> can also be an overflow, so that case is
+    confirmed element by element."""
+    xp = backend.array_module(array)
+    flat = array.reshape(-1)
+    return bool(xp.isfinite(xp.dot(flat, flat))) or bool(xp.isfinite(array).all())
+
+
+# ------------------------------------------------------------------ sample sites
+def check_sample_site(msg):
+    """The checks of one sample statement, after the handlers gave it a value.
+
+    Devices and float widths of value and arguments must agree, the value's shape must
+    fit the distribution's, and a value that was not drawn here (observed, conditioned,
+    replayed from the guide) must lie in the distribution's support.
+    """
+    fn, value, name = msg["fn"], msg["value"], msg["name"]
+    args = fn.arg_arrays()
+    what = "observed value" if msg["is_observed"] else "value"
+    with site_named(name):
+        check_devices(f"{type(_base(fn)).__name__} at this site", {**args, what: value})
+        if not _MIXED_PRECISION_ALLOWED:
+            _check_precision(fn, args, what, value)
+        _check_value_shape(fn, what, value)
+        if "noise" not in msg:  # a reparameterised draw is in the support by construction
+            _base(fn)._validate_sample(value, what=what, masked=msg["mask"] is not None or _is_masked(fn))
+
+
+def _base(fn):
+    while hasattr(fn, "base_dist"):
+        fn = fn.base_dist
+    return fn
+
+
+def _is_masked(fn):
+    while hasattr(fn, "base_dist"):
+        if hasattr(fn, "_mask"):
+            return True
+        fn = fn.base_dist
+    return False
+
+
+def _check_precision(fn, args, what, value):
+    floats = {n: a.dtype for n, a in {**args, what: value}.items()
+              if getattr(a, "dtype", None) is not None and a.dtype.kind == "f"}
+    if len(set(floats.values())) <= 1:
+        return
+    widest = max(floats.values(), key=lambda d: d.itemsize)
+    wide = ", ".join(n for n, d in floats.items() if d == widest)
+    narrow = ", ".join(f"{n} is {d}" for n, d in floats.items() if d != widest)
+    raise_site_error(
+        f"{wide} {'is' if ',' not in wide else 'are'} {widest} but {narrow}, so this site would compute in "
+        f"{widest}. Fix: give data, constants and params one dtype (x.astype(np.float32), "
+        f"np.zeros(shape, dtype=x.dtype), Python floats for scalars).", ValidationTypeError)
+
+
+def _check_value_shape(fn, what, value):
+    shape, event_shape = backend.shape_of(value), tuple(fn.event_shape)
+    batch = shape[:len(shape) - len(event_shape)]
+    fits = len(shape) >= len(event_shape) and shape[len(shape) - len(event_shape):] == event_shape
+    if fits:
+        try:
+            backend.broadcast_shapes(batch, tuple(fn.batch_shape))
+        except ValueError:
+            fits = False
+    if not fits:
+        raise_site_error(
+            f"{what} of shape {shape} does not fit {type(_base(fn)).__name__}'s batch_shape "
+            f"{tuple(fn.batch_shape)} + event_shape {event_shape}. Fix: the value must end with the event "
+            f"shape and broadcast with the batch shape: reshape the data, or change the plates or .to_event(n).")
+
+
+def check_support(dist, value, constraint, what, masked=False, hint=""):
+    """Raise if ``value`` (observed or replayed) leaves ``constraint``; used by _validate_sample."""
+    if violates(constraint, value):
+        report_outside(dist, value, ~constraint.check(value), repr(constraint), what, masked, hint)
+
+
+def report_outside(dist, value, bad, support, what, masked=False, hint=""):
+    """The error for a value outside ``support`` (a description), ``bad`` marking the offenders."""
+    summary, has_nan = describe_bad(value, bad)
+    where = f" at {summary}" if getattr(value, "ndim", 0) else f" ({summary})"
+    masked_hint = (" Masked-out entries need a value inside the support too (fill missing data, e.g. "
+                   "with 0, before masking).") if masked else ""
+    if has_nan:
+        raise_site_error(
+            f"{what} contains NaN{where}, so the log-prob of {type(dist).__name__} would be NaN. Fix: drop "
+            f"or impute the missing entries, or fill them and exclude them with minippl.handlers.mask."
+            f"{masked_hint}", NonFiniteError)
+    if what == "value" and not hint:
+        hint = (" Fix: the guide proposes values the model cannot score; give the guide's site a "
+                "distribution with the model's support.")
+    raise_site_error(f"{what} is outside the support {support} of {type(dist).__name__}{where}, "
+                     f"so its log-prob would be -inf.{hint}{masked_hint}")
+
+
+# ------------------------------------------------------------------ naming the site
+_CURRENT_SITE = []  # the sample statement being checked, innermost last
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_SAMPLE_CALL = re.compile(r"\bsample\(\s*(['\"])(.*?)\1")
+
+
+@contextlib.contextmanager
+def site_named(name):
+    _CURRENT_SITE.append(name)
+    try:
+        yield
+    finally:
+        _CURRENT_SITE.pop()
+
+
+def raise_site_error(message, kind=ValidationError):
+    """Raise ``kind`` naming the sample site being checked.
+
+    A distribution is built *before* ``sample(name, dist)`` is called, so an argument
+    error cannot be caught by ``sample``; on this (error-only) path we read the name
+    from the caller's source line, ``sample("name", ...)``, when it is written there.
+    """
+    raise kind(message, site=_CURRENT_SITE[-1] if _CURRENT_SITE else _site_on_caller_line())
+
+
+def _site_on_caller_line():
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    names = _SAMPLE_CALL.findall(linecache.getline(frame.f_code.co_filename, frame.f_lineno))
+    return names[0][1] if len(names) == 1 else None
