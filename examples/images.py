@@ -2,9 +2,10 @@
 
 ``write_png`` encodes uint8 gray or RGB pixels with NumPy and zlib (the whole PNG
 format the examples need: one IHDR, one IDAT with filter 0, IEND). ``image_grid`` tiles
-digits into one picture; ``line_plot_png`` rasterises a loss curve with axes, ticks
-and a legend, lettered with a built-in 5x7 bitmap font (digits, A-Z shown in capitals,
-and ``. - + : , ( ) / _ = %``; any other character is drawn as ``?``).
+digits into one picture; ``line_plot_png`` rasterises a loss curve (or curves with shaded
+bands and data points) with axes, ticks and a legend, lettered with a built-in 5x7 bitmap
+font (digits, A-Z shown in capitals, and ``. - + : , ( ) / _ = %``; any other character
+is drawn as ``?``).
 """
 import os
 import pathlib
@@ -197,27 +198,42 @@ PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40),
            (148, 103, 189), (140, 86, 75), (227, 119, 194), (127, 127, 127)]
 
 
-def line_plot_png(path, series, title="", xlabel="", ylabel="", width=640, height=400):
+def _pale(index):
+    """PALETTE[index] mixed with 65% white: the shade of a band."""
+    return (np.array(PALETTE[index % len(PALETTE)]) * 0.35 + 255 * 0.65).astype(np.uint8)
+
+
+def _checked_columns(kind, label, xs, *ys):
+    """xs and each ys as flat float arrays of one non-zero length, all finite."""
+    columns = [np.asarray(c, float).ravel() for c in (xs, *ys)]
+    if columns[0].size == 0 or any(c.shape != columns[0].shape for c in columns):
+        raise ValueError(f"{kind} {label!r}: xs and ys need the same non-zero length, "
+                         f"got {[c.size for c in columns]}")
+    finite = np.all([np.isfinite(c) for c in columns], axis=0)
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite)[0])
+        raise ValueError(f"{kind} {label!r} has a non-finite point at index {bad}: "
+                         f"{tuple(float(c[bad]) for c in columns)}; drop it or fix the run that made it")
+    return columns
+
+
+def line_plot_png(path, series, title="", xlabel="", ylabel="", width=640, height=400, bands=None, points=None):
     """Draw ``series`` (dict label -> (xs, ys)) as a line chart and write it to ``path``.
 
     Axes span all the series, with round ticks, light grid lines, a legend in the top
-    right corner, and text in the 5x7 bitmap font. Returns the RGB pixels written.
+    right corner, and text in the 5x7 bitmap font. Optional ``bands`` (dict label ->
+    (xs, lower, upper)) are shaded under the lines in a pale version of the colour of the
+    series with the same position; optional ``points`` (dict label -> (xs, ys)) are drawn
+    as dots on top, in the colours after the series'. Returns the RGB pixels written.
     """
     if not series:
         raise ValueError("line_plot_png needs at least one series: {label: (xs, ys)}")
-    curves = {}
-    for label, (xs, ys) in series.items():
-        xs, ys = np.asarray(xs, float).ravel(), np.asarray(ys, float).ravel()
-        if xs.size == 0 or xs.shape != ys.shape:
-            raise ValueError(f"series {label!r}: xs and ys need the same non-zero length, "
-                             f"got {xs.size} and {ys.size}")
-        if not (np.all(np.isfinite(xs)) and np.all(np.isfinite(ys))):
-            bad = int(np.flatnonzero(~(np.isfinite(xs) & np.isfinite(ys)))[0])
-            raise ValueError(f"series {label!r} has a non-finite point at index {bad}: "
-                             f"({xs[bad]}, {ys[bad]}); drop it or fix the run that made it")
-        curves[str(label)] = (xs, ys)
-    all_x = np.concatenate([xs for xs, _ in curves.values()])
-    all_y = np.concatenate([ys for _, ys in curves.values()])
+    curves = {str(label): _checked_columns("series", label, *xy) for label, xy in series.items()}
+    shades = {str(label): _checked_columns("band", label, *b) for label, b in (bands or {}).items()}
+    dots = {str(label): _checked_columns("points", label, *xy) for label, xy in (points or {}).items()}
+    groups = (*curves.values(), *shades.values(), *dots.values())
+    all_x = np.concatenate([columns[0] for columns in groups])
+    all_y = np.concatenate([y for columns in groups for y in columns[1:]])
     x_ticks, x_step = nice_ticks(all_x.min(), all_x.max())
     y_ticks, y_step = nice_ticks(all_y.min(), all_y.max())
     y_labels = [_tick_label(v, y_step) for v in y_ticks]
@@ -249,26 +265,44 @@ def line_plot_png(path, series, title="", xlabel="", ylabel="", width=640, heigh
     canvas[top:bottom + 1, left] = dark   # y axis
     canvas[bottom, left:right + 1] = dark  # x axis
 
+    for index, (xs, lower, upper) in enumerate(shades.values()):
+        order = np.argsort(xs, kind="stable")
+        columns = np.arange(int(np.ceil(to_px(xs.min()))), int(np.floor(to_px(xs.max()))) + 1)
+        x_at = x_ticks[0] + (columns - left) / (right - left) * (x_ticks[-1] - x_ticks[0])
+        tops = np.round(to_py(np.interp(x_at, xs[order], upper[order]))).astype(int)
+        bottoms = np.round(to_py(np.interp(x_at, xs[order], lower[order]))).astype(int)
+        for col, row_top, row_bottom in zip(columns, tops, bottoms):
+            canvas[row_top:row_bottom + 1, col] = _pale(index)
     for index, (xs, ys) in enumerate(curves.values()):
         order = np.argsort(xs, kind="stable")
         _draw_polyline(canvas, to_px(xs[order]), to_py(ys[order]), PALETTE[index % len(PALETTE)])
+    for index, (xs, ys) in enumerate(dots.values()):
+        color = PALETTE[(len(curves) + index) % len(PALETTE)]
+        for px, py in zip(np.round(to_px(xs)).astype(int), np.round(to_py(ys)).astype(int)):
+            canvas[max(py - 1, 0):py + 2, max(px - 1, 0):px + 2] = color
 
     draw_text(canvas, title, (left + right) // 2, 10, scale=2, align="center")
     draw_text(canvas, xlabel, (left + right) // 2, height - 18, align="center")
     ylabel_width = 6 * len(ylabel)
     draw_text(canvas, ylabel, 6, (top + bottom) // 2 - ylabel_width // 2, vertical=True)
 
-    # Legend: a framed white box in the top right corner, one sample line per series.
-    box_width = 6 * max(len(label) for label in curves) + 40
-    box_height = 12 * len(curves) + 8
+    # Legend: a framed white box in the top right corner, one sample per series, band, points.
+    entries = [*curves, *shades, *dots]
+    box_width = 6 * max(len(label) for label in entries) + 40
+    box_height = 12 * len(entries) + 8
     box_left, box_top = right - box_width - 8, top + 8
     canvas[box_top:box_top + box_height, box_left:box_left + box_width] = 255
     canvas[[box_top, box_top + box_height - 1], box_left:box_left + box_width] = (160, 160, 160)
     canvas[box_top:box_top + box_height, [box_left, box_left + box_width - 1]] = (160, 160, 160)
-    for index, label in enumerate(curves):
+    for index, label in enumerate(entries):
         row = box_top + 6 + 12 * index
-        color = PALETTE[index % len(PALETTE)]
-        canvas[row + 2:row + 5, box_left + 6:box_left + 26] = color
+        if index < len(curves):
+            canvas[row + 2:row + 5, box_left + 6:box_left + 26] = PALETTE[index % len(PALETTE)]
+        elif index < len(curves) + len(shades):
+            canvas[row:row + 7, box_left + 6:box_left + 26] = _pale(index - len(curves))
+        else:
+            color = PALETTE[(index - len(shades)) % len(PALETTE)]
+            canvas[row + 2:row + 5, box_left + 14:box_left + 17] = color
         draw_text(canvas, label, box_left + 32, row)
 
     write_png(path, canvas)

@@ -1,133 +1,20 @@
 """Fused CPU kernels (Numba): the reference NumPy math of minippl, one pass over memory each.
 
-Teaches: when fusing pays on a CPU. Numba's ``np.exp``/``np.log`` are scalar libm calls (no SIMD
-here), 5x slower than NumPy's vectorised ufuncs, so this file builds float32 exp and log from
-the float's bits and a short polynomial, which LLVM vectorises (AVX-512: 16 lanes). Every kernel
-is serial: BLAS owns the cores during the matrix products, and a second thread pool fights it.
-Builds on nothing in minippl; the callers (nn/layers.py, distributions, optim.py) choose these
-kernels through ``minippl.backend.fused_kernels``. Inputs: float32, C-contiguous, equal shapes.
+Teaches: when fusing pays on a CPU. Each kernel reads its inputs once and writes its outputs
+once, with exp and log from cpu_math.py (NumPy's SIMD ufuncs would beat Numba's own scalar ones).
+Matrix products stay in BLAS, which owns both cores while it runs; the biggest passes (Adam,
+softplus, sigmoid, Bernoulli) are split over two cores by one helper thread that sleeps between
+calls, never spinning against BLAS. The callers (nn/layers.py, distributions, optim.py) reach
+these through ``minippl.backend.fused_kernels``. Inputs: float32, C-contiguous, equal shapes.
 """
 import math
+import os
+import threading
 
 import numpy as np
-from llvmlite import ir
 from numba import njit
-from numba.core import types
-from numba.extending import intrinsic
 
-F32 = np.float32
-_INF, _NAN = F32(np.inf), F32(np.nan)  # float32 constants keep every kernel in float32
-# error_model numpy: x / 0 gives inf as in NumPy, no exception; fastmath "contract" only lets
-# LLVM fuse a * b + c into one FMA (no NaN/inf assumptions, which would break NaN propagation)
-_JIT = {"cache": True, "nogil": True, "error_model": "numpy", "fastmath": {"contract"}}
-
-
-# ---------------------------------------------------------------- float32 exp and log, vectorisable
-@intrinsic
-def _float_from_bits(typingctx, bits):
-    """Reinterpret an int32 as a float32 (a bitcast LLVM vectorises, unlike 2.0 ** k)."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-    return types.float32(types.int32), codegen
-
-
-@intrinsic
-def _bits_from_float(typingctx, x):
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-    return types.int32(types.float32), codegen
-
-
-@njit(inline="always", **_JIT)
-def _times_pow2(y, k):
-    """y 2^k for an integer-valued float32 k in [-252, 254]: two factors built from exponent bits
-    (each a normal float), so results between 2^-149 and 2^-126 come out subnormal, as np.exp's,
-    and y 2^128 (y < 1) does not overflow on the way."""
-    half = np.int32(k) >> 1
-    first = _float_from_bits((half + np.int32(127)) << 23)
-    second = _float_from_bits((np.int32(k) - half + np.int32(127)) << 23)
-    return (y * first) * second
-
-
-@njit(inline="always", **_JIT)
-def expf(x):
-    """exp(x) in float32 within 2 ulp (Cephes' expf): x = k ln 2 + r with |r| <= ln 2 / 2,
-    exp(r) from a degree-6 polynomial, 2^k from bits. Overflows to inf and underflows to 0 as np.exp."""
-    xc = min(max(x, F32(-104.0)), F32(89.0))
-    k = np.floor(xc * F32(1.44269504088896341) + F32(0.5))
-    r = xc - k * F32(0.693359375)  # ln 2 in two parts: k * hi is exact
-    r = r + k * F32(2.12194440e-4)
-    p = F32(1.9875691500e-4)
-    p = p * r + F32(1.3981999507e-3)
-    p = p * r + F32(8.3334519073e-3)
-    p = p * r + F32(4.1665795894e-2)
-    p = p * r + F32(1.6666665459e-1)
-    p = p * r + F32(5.0000001201e-1)
-    y = _times_pow2(p * r * r + r + F32(1.0), k)
-    return x if x != x else y  # NaN stays NaN (the clamp above would hide it)
-
-
-@njit(inline="always", **_JIT)
-def _log_normal_range(x):
-    """log(x) in float32 within 2 ulp (Cephes' logf) for a positive normal float x (or NaN):
-    x = m 2^e with m in [sqrt(1/2), sqrt(2)), log(m) = t - t^2/2 + t^3 P(t), t = m - 1."""
-    bits = _bits_from_float(x)
-    e = F32((bits >> np.int32(23)) - np.int32(126))  # int32 throughout: int64 would halve the lanes
-    m = _float_from_bits((bits & np.int32(0x7FFFFF)) | np.int32(0x3F000000))  # in [0.5, 1)
-    small = m < F32(0.707106781186547524)
-    e = e - F32(1.0) if small else e
-    t = (m + m - F32(1.0)) if small else (m - F32(1.0))
-    z = t * t
-    p = F32(7.0376836292e-2)
-    p = p * t - F32(1.1514610310e-1)
-    p = p * t + F32(1.1676998740e-1)
-    p = p * t - F32(1.2420140846e-1)
-    p = p * t + F32(1.4249322787e-1)
-    p = p * t - F32(1.6668057665e-1)
-    p = p * t + F32(2.0000714765e-1)
-    p = p * t - F32(2.4999993993e-1)
-    p = p * t + F32(3.3333331174e-1)
-    y = p * t * z + e * F32(-2.12194440e-4) - F32(0.5) * z
-    y = t + y + e * F32(0.693359375)
-    return x if x != x else y
-
-
-@njit(inline="always", **_JIT)
-def logf(x):
-    """log(x) for any float32, as np.log: subnormals scaled by 2^23 first, log(0) = -inf,
-    log(x < 0) = NaN, log(inf) = inf. Kernels whose inputs are clamped use _log_normal_range."""
-    tiny = x < F32(1.17549435e-38)
-    y = _log_normal_range(x * F32(8388608.0) if tiny else x) - (F32(15.942385152878742) if tiny else F32(0.0))
-    y = -_INF if x == F32(0.0) else y
-    y = _NAN if not x >= F32(0.0) else y  # negative or NaN
-    return x if x == _INF else y
-
-
-@njit(inline="always", **_JIT)
-def _log1p_given(t, u, inv_u):
-    """log(1 + t) accurate for tiny t, from u = 1 + t (rounded) and 1 / u, for u a positive normal
-    float: log1p(t) = log(u) + (t - (u - 1)) / u, the second term restoring what rounding u lost."""
-    return _log_normal_range(u) + (t - (u - F32(1.0))) * inv_u
-
-
-@njit(inline="always", **_JIT)
-def log1pf(t):
-    """log(1 + t) for any float32, as np.log1p (log1p(-1) = -inf, NaN below -1)."""
-    u = F32(1.0) + t
-    y = logf(u) + (t - (u - F32(1.0))) / u
-    y = -_INF if u == F32(0.0) else y
-    return t if t == _INF else y
-
-
-@njit(inline="always", **_JIT)
-def _sigmoid_and_softplus(z):
-    """(sigmoid(z), softplus(z)) from one exp and one log: e = exp(-|z|) <= 1 never overflows;
-    sigmoid = (1 or e) / (1 + e), softplus = max(z, 0) + log1p(e)."""
-    e = expf(-abs(z))
-    u = F32(1.0) + e  # in (1, 2]
-    inv_u = F32(1.0) / u
-    sig = (F32(1.0) if z >= F32(0.0) else e) * inv_u
-    return sig, max(z, F32(0.0)) + _log1p_given(e, u, inv_u)
+from .cpu_math import F32, JIT as _JIT, log1p_given, log_normal_range, expf, logf, sigmoid_and_softplus
 
 
 # ---------------------------------------------------------------- activations (flat 1-d arrays)
@@ -138,7 +25,7 @@ def softplus_kernel(x, beta, threshold, out, slope):
     b, limit = F32(beta), F32(threshold)
     for i in range(x.size):
         z = x[i] * b
-        sig, soft = _sigmoid_and_softplus(z)
+        sig, soft = sigmoid_and_softplus(z)
         above = z > limit
         out[i] = x[i] if above else soft / b
         slope[i] = F32(1.0) if above else sig
@@ -163,25 +50,6 @@ def sigmoid_backward_kernel(y, grad_y, out):
 def exp_kernel(x, out):
     for i in range(x.size):
         out[i] = expf(x[i])
-
-
-@njit(**_JIT)
-def tanh_kernel(x, out):
-    # tanh|x| = (1 - e) / (1 + e) with e = exp(-2|x|); for |x| < 0.625 Cephes' odd polynomial,
-    # because 1 - e loses the low bits of a small |x|
-    for i in range(x.size):
-        a = abs(x[i])
-        e = expf(F32(-2.0) * a)
-        big = (F32(1.0) - e) / (F32(1.0) + e)
-        z = a * a
-        p = F32(-5.70498872745e-3)
-        p = p * z + F32(2.06390887954e-2)
-        p = p * z - F32(5.37397155531e-2)
-        p = p * z + F32(1.33314422036e-1)
-        p = p * z - F32(3.33332819422e-1)
-        small = a + a * z * p
-        t = small if a < F32(0.625) else big
-        out[i] = -t if x[i] < F32(0.0) else (t if x[i] == x[i] else x[i])
 
 
 @njit(**_JIT)
@@ -236,9 +104,9 @@ def bernoulli_probs_log_prob_kernel(x, p, eps, out):
     for r in range(rows):
         for c in range(cols):
             pc = _clamp_probs(p[r, c], e)
-            one_m_pc = F32(1.0) - pc  # log1p(-pc) as log(u) + correction, u = 1 - pc in [eps, 1 - eps]
-            log1m = _log_normal_range(one_m_pc) + (-pc - (one_m_pc - F32(1.0))) / one_m_pc
-            out[r, c] = x[r, c] * _log_normal_range(pc) + (F32(1.0) - x[r, c]) * log1m
+            u = F32(1.0) - pc  # in [eps, 1 - eps]: log1p(-pc) from log(u) plus the rounding correction
+            log1m = log1p_given(-pc, u, F32(1.0) / u)
+            out[r, c] = x[r, c] * log_normal_range(pc) + (F32(1.0) - x[r, c]) * log1m
 
 
 @njit(**_JIT)
@@ -262,7 +130,7 @@ def bernoulli_logits_log_prob_kernel(x, logits, out):
     rows, cols = x.shape
     for r in range(rows):
         for c in range(cols):
-            _, soft = _sigmoid_and_softplus(logits[r, c])
+            _, soft = sigmoid_and_softplus(logits[r, c])
             out[r, c] = x[r, c] * logits[r, c] - soft
 
 
@@ -274,7 +142,7 @@ def bernoulli_logits_grad_kernel(x, logits, g, out):
     for r in range(rows):
         for c in range(cols):
             gi = g[r, 0] if per_row else g[r, c]
-            sig, _ = _sigmoid_and_softplus(logits[r, c])
+            sig, _ = sigmoid_and_softplus(logits[r, c])
             out[r, c] = gi * (x[r, c] - sig)
 
 
@@ -341,20 +209,18 @@ def kl_normal_normal_grads_kernel(loc_p, scale_p, loc_q, scale_q, g, grad_loc_p,
 
 
 # ---------------------------------------------------------------- optimisers (flat 1-d arrays)
-@njit(**_JIT)
-def adam_kernel(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step_size,
-                sqrt_bias_correction2, clip, centered, eps_inside):
+@njit(inline="always", **_JIT)
+def _adam(param, grad, exp_avg, exp_avg_sq, settings):
     """One Adam or ClippedAdam step, in place, in one pass:
         g = clip(g, -clip, clip) + wd * theta        (clip = inf for Adam)
         m = b1 m + (1 - b1) g ;  v = b2 v + (1 - b2) d^2,  d = g or g - m (centered)
-        Adam:        theta -= step_size * m / (sqrt(v) / sqrt(bc2) + eps),  step_size = lr / bc1
-        ClippedAdam: theta -= step_size * m / (sqrt(v) + eps),  step_size = lr sqrt(bc2) / bc1
-    """
-    b1, b2, e, wd = F32(beta1), F32(beta2), F32(eps), F32(weight_decay)
+        theta -= step_size * m / (sqrt(v) / sqrt_bc2 + eps)
+    Adam: step_size = lr / bc1 (torch's order); ClippedAdam: step_size = lr sqrt(bc2) / bc1 and
+    sqrt_bc2 = 1 (eps added before the bias correction). settings: the row of ADAM_SETTINGS."""
+    b1, b2, e, wd = F32(settings[0]), F32(settings[1]), F32(settings[2]), F32(settings[3])
+    size, sqrt_bc2, c, centered = F32(settings[4]), F32(settings[5]), F32(settings[6]), settings[7] != 0.0
     one_m_b1, one_m_b2 = F32(1.0) - b1, F32(1.0) - b2
-    size, c = F32(step_size), F32(clip)
-    sqrt_bc2 = F32(1.0) if eps_inside else F32(sqrt_bias_correction2)
-    for i in range(param.size):
+    for i in range(param.size):  # from 0: indices known >= 0, so LLVM vectorises (range(lo, hi) it does not)
         g = grad[i]
         g = -c if g < -c else (c if g > c else g)  # comparisons let NaN through, as np.clip
         g = g + wd * param[i]
@@ -363,8 +229,94 @@ def adam_kernel(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_
         v = exp_avg_sq[i] * b2 + (d * d) * one_m_b2
         exp_avg[i] = m
         exp_avg_sq[i] = v
-        denom = np.sqrt(v) / sqrt_bc2 + e
-        param[i] -= size * (m / denom)
+        param[i] -= size * (m / (np.sqrt(v) / sqrt_bc2 + e))
+
+
+ADAM_SETTINGS = ("beta1", "beta2", "eps", "weight_decay", "step_size", "sqrt_bias_correction2", "clip", "centered")
+
+
+@njit(**_JIT)
+def adam_many_kernel(params, grads, exp_avgs, exp_avg_sqs, settings, lo, hi):
+    # every parameter array in one call, restricted to elements [lo, hi) of their concatenation
+    # (so two threads can share all the parameters evenly); settings[k]: array k's ADAM_SETTINGS
+    start = 0
+    for k in range(len(params)):
+        n = params[k].size
+        a, b = max(lo - start, 0), min(hi - start, n)
+        if a < b:
+            _adam(params[k][a:b], grads[k][a:b], exp_avgs[k][a:b], exp_avg_sqs[k][a:b], settings[k])
+        start += n
+
+
+# ================================================================ two cores for the big passes
+class _TwoCores:
+    """Runs a kernel over the two halves of its arrays at once: this thread takes the first half,
+    a helper thread the second. The helper sleeps on an Event between calls (it never spins, so
+    it takes no core from BLAS), and the kernels release the GIL (nogil=True)."""
+
+    def __init__(self):
+        self.start, self.done = threading.Event(), threading.Event()
+        self.job, self.error = None, None
+        threading.Thread(target=self._serve, name="minippl-kernels", daemon=True).start()
+
+    def _serve(self):
+        while True:
+            self.start.wait()
+            self.start.clear()
+            try:
+                self.job[0](*self.job[1])
+            except BaseException as error:  # handed to the caller, which re-raises it
+                self.error = error
+            self.done.set()
+
+    def run(self, kernel, first, second):
+        """kernel(*first) here and kernel(*second) on the helper, at the same time."""
+        self.done.clear()
+        self.job, self.error = (kernel, second), None
+        self.start.set()
+        kernel(*first)
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+
+
+_PAIR = None
+_PAIR_LOCK = threading.Lock()  # one caller at a time; a second one meanwhile runs serially
+PARALLEL_MIN_SIZE = 1 << 16  # elements: below this, waking a thread costs more than half the pass
+
+
+def _forget_pair_after_fork():
+    global _PAIR, _PAIR_LOCK
+    _PAIR, _PAIR_LOCK = None, threading.Lock()  # a forked child has no helper thread: start its own
+
+
+os.register_at_fork(after_in_child=_forget_pair_after_fork)
+
+
+def _run_halves(kernel, size, first, second):
+    """kernel(*first) and kernel(*second), on two cores when ``size`` elements make it worth it."""
+    global _PAIR
+    if size < PARALLEL_MIN_SIZE or not _PAIR_LOCK.acquire(blocking=False):
+        kernel(*first)
+        kernel(*second)
+        return
+    try:
+        if _PAIR is None:
+            _PAIR = _TwoCores()
+        _PAIR.run(kernel, first, second)
+    finally:
+        _PAIR_LOCK.release()
+
+
+def _run(kernel, n, size, *args):
+    """kernel(*args), its array arguments of leading length ``n`` split in two halves when
+    ``size`` elements make two cores worth it."""
+    if size < PARALLEL_MIN_SIZE or n < 2:
+        return kernel(*args)
+    half = n // 2
+    first = [a[:half] if isinstance(a, np.ndarray) and a.ndim and len(a) == n else a for a in args]
+    second = [a[half:] if isinstance(a, np.ndarray) and a.ndim and len(a) == n else a for a in args]
+    _run_halves(kernel, size, first, second)
 
 
 # ================================================================ Python entry points
@@ -376,13 +328,13 @@ def _flat(a):
 def softplus_forward(x, beta=1.0, threshold=20.0):
     """(softplus output, its slope dy/dx): backward is then ``grad_y * slope``."""
     out, slope = np.empty_like(x), np.empty_like(x)
-    softplus_kernel(_flat(x), beta, threshold, _flat(out), _flat(slope))
+    _run(softplus_kernel, x.size, x.size, _flat(x), beta, threshold, _flat(out), _flat(slope))
     return out, slope
 
 
 def sigmoid_forward(x):
     out = np.empty_like(x)
-    sigmoid_kernel(_flat(x), _flat(out))
+    _run(sigmoid_kernel, x.size, x.size, _flat(x), _flat(out))
     return out
 
 
@@ -395,12 +347,6 @@ def sigmoid_backward(y, grad_y):
 def exp_forward(x):
     out = np.empty_like(x)
     exp_kernel(_flat(x), _flat(out))
-    return out
-
-
-def tanh_forward(x):
-    out = np.empty_like(x)
-    tanh_kernel(_flat(x), _flat(out))
     return out
 
 
@@ -436,23 +382,25 @@ def _rows(a):
 def _row_cotangent(g, shape):
     """The cotangent as (rows, 1) if it is constant along the last axis (Independent's
     broadcast: stride 0), else as a contiguous (rows, cols) array."""
-    g = np.broadcast_to(g, shape)
+    g = g if g.shape == shape else np.broadcast_to(g, shape)
     if g.ndim and g.strides[-1] == 0:
         return np.ascontiguousarray(g[..., :1]).reshape(-1, 1)
     return _rows(_contiguous(g))
 
 
+_EPS = float(np.finfo(np.float32).eps)  # probs are clamped to [eps, 1 - eps], as torch does
+
+
 def bernoulli_probs_log_prob(x, probs):
     out = np.empty_like(probs)
-    eps = float(np.finfo(np.float32).eps)
-    bernoulli_probs_log_prob_kernel(_rows(x), _rows(probs), eps, _rows(out))
+    _run(bernoulli_probs_log_prob_kernel, len(_rows(x)), x.size, _rows(x), _rows(probs), _EPS, _rows(out))
     return out
 
 
 def bernoulli_probs_grad(x, probs, grad_log_prob):
     out = np.empty_like(probs)
-    eps = float(np.finfo(np.float32).eps)
-    bernoulli_probs_grad_kernel(_rows(x), _rows(probs), _row_cotangent(grad_log_prob, probs.shape), eps, _rows(out))
+    _run(bernoulli_probs_grad_kernel, len(_rows(x)), x.size, _rows(x), _rows(probs),
+         _row_cotangent(grad_log_prob, probs.shape), _EPS, _rows(out))
     return out
 
 
@@ -485,7 +433,7 @@ _EMPTY = np.empty(0, dtype=np.float32)
 
 def normal_log_prob_grads(x, loc, scale, grad_log_prob, wrt):
     """{name: gradient} for the names in ``wrt`` among "value", "loc", "scale", in one pass."""
-    g = _contiguous(np.broadcast_to(grad_log_prob, loc.shape))
+    g = _contiguous_like(grad_log_prob, loc)
     out = {name: np.empty_like(loc) if name in wrt else _EMPTY for name in ("value", "loc", "scale")}
     normal_grads_kernel(_flat(x), _flat(loc), _flat(scale), _flat(g), _flat(out["value"]), _flat(out["loc"]),
                         _flat(out["scale"]), "value" in wrt, "loc" in wrt, "scale" in wrt)
@@ -500,7 +448,7 @@ def kl_normal_normal(loc_p, scale_p, loc_q, scale_q):
 
 def kl_normal_normal_grads(loc_p, scale_p, loc_q, scale_q, grad_kl, wrt_p, wrt_q):
     """({name: grad} for p, {name: grad} for q), names among "loc", "scale"."""
-    g = _contiguous(np.broadcast_to(grad_kl, loc_p.shape))
+    g = _contiguous_like(grad_kl, loc_p)
     want = np.array(["loc" in wrt_p, "scale" in wrt_p, "loc" in wrt_q, "scale" in wrt_q])
     outs = [np.empty_like(loc_p) if w else _EMPTY for w in want]
     kl_normal_normal_grads_kernel(_flat(loc_p), _flat(scale_p), _flat(loc_q), _flat(scale_q), _flat(g),
@@ -510,17 +458,31 @@ def kl_normal_normal_grads(loc_p, scale_p, loc_q, scale_q, grad_kl, wrt_p, wrt_q
     return grads_p, grads_q
 
 
-def adam_update(param, grad, exp_avg, exp_avg_sq, *, lr, beta1, beta2, eps, weight_decay, step,
-                clip=math.inf, centered=False, clipped_adam=False):
-    """Adam (torch's order of operations) or, with ``clipped_adam``, Pyro's ClippedAdam: one
-    step in place on ``param``, ``exp_avg`` and ``exp_avg_sq``; ``step`` counts from 1."""
+def adam_settings(*, lr, beta1, beta2, eps, weight_decay, step, clip=math.inf, centered=False, clipped_adam=False):
+    """One parameter's row of ADAM_SETTINGS: Adam (torch's order of operations) or, with
+    ``clipped_adam``, Pyro's ClippedAdam; ``step`` counts from 1, ``lr`` is this step's rate."""
     bias_correction1, bias_correction2 = 1.0 - beta1**step, 1.0 - beta2**step
     if clipped_adam:
-        step_size = lr * math.sqrt(bias_correction2) / bias_correction1
+        step_size, sqrt_bc2 = lr * math.sqrt(bias_correction2) / bias_correction1, 1.0
     else:
-        step_size = lr / bias_correction1
-    adam_kernel(_flat(param), _flat(_contiguous(grad)), _flat(exp_avg), _flat(exp_avg_sq), lr, beta1, beta2, eps,
-                weight_decay, step_size, math.sqrt(bias_correction2), clip, centered, clipped_adam)
+        step_size, sqrt_bc2 = lr / bias_correction1, math.sqrt(bias_correction2)
+    return (beta1, beta2, eps, weight_decay, step_size, sqrt_bc2, clip, float(centered))
+
+
+def adam_update_many(params, grads, exp_avgs, exp_avg_sqs, settings):
+    """One step on every parameter in place, in one kernel call split evenly over two cores.
+    ``settings``: one ``adam_settings(...)`` row per parameter."""
+    if not all(a.flags.c_contiguous for arrays in (params, exp_avgs, exp_avg_sqs) for a in arrays):
+        raise ValueError("adam_update_many updates in place: params and moments must be C-contiguous")
+    flat = [tuple(_flat(_contiguous(a)) for a in arrays) for arrays in (params, grads, exp_avgs, exp_avg_sqs)]
+    table = np.array(settings, dtype=np.float64).reshape(len(params), len(ADAM_SETTINGS))
+    total = sum(p.size for p in params)
+    _run_halves(adam_many_kernel, total, (*flat, table, 0, total // 2), (*flat, table, total // 2, total))
+
+
+def adam_update(param, grad, exp_avg, exp_avg_sq, **hyper):
+    """``adam_update_many`` for one parameter; ``hyper`` as for ``adam_settings``."""
+    adam_update_many([param], [grad], [exp_avg], [exp_avg_sq], [adam_settings(**hyper)])
 
 
 def _contiguous(a):

@@ -13,6 +13,7 @@ import numpy as np
 from numba import config, cuda
 
 from ..backend import array_module
+from .cpu import adam_settings  # the same rows on both devices (plain Python)
 
 F32 = np.float32
 _THREADS = 256  # per block; the grid-stride loops below cover any size with a bounded grid
@@ -88,12 +89,6 @@ def _exp(x, out):
     # from raising OverflowError, and the comparison lets NaN through
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         out[i] = math.exp(x[i] if not x[i] > F32(89.0) else F32(89.0))
-
-
-@cuda.jit
-def _tanh(x, out):
-    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        out[i] = math.tanh(x[i])
 
 
 @cuda.jit
@@ -222,7 +217,7 @@ def _kl_normal_normal_grads(loc_p, scale_p, loc_q, scale_q, g, grad_loc_p, grad_
 # ---------------------------------------------------------------- Adam / ClippedAdam
 @cuda.jit
 def _adam(param, grad, exp_avg, exp_avg_sq, beta1, beta2, eps, weight_decay, step_size, sqrt_bc2, clip, centered):
-    # the update of kernels/cpu.py adam_kernel (sqrt_bc2 = 1 for ClippedAdam, whose eps is inside)
+    # the update of kernels/cpu.py _adam (sqrt_bc2 = 1 for ClippedAdam, whose eps is inside)
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
         g = grad[i]
         g = -clip if g < -clip else (clip if g > clip else g)
@@ -281,12 +276,6 @@ def sigmoid_backward(y, grad_y):
 def exp_forward(x):
     out = array_module(x).empty_like(x)
     _launch(_exp, x.size, _flat(x), _flat(out))
-    return out
-
-
-def tanh_forward(x):
-    out = array_module(x).empty_like(x)
-    _launch(_tanh, x.size, _flat(x), _flat(out))
     return out
 
 
@@ -384,13 +373,14 @@ def kl_normal_normal_grads(loc_p, scale_p, loc_q, scale_q, grad_kl, wrt_p, wrt_q
     return grads_p, grads_q
 
 
-def adam_update(param, grad, exp_avg, exp_avg_sq, *, lr, beta1, beta2, eps, weight_decay, step,
-                clip=math.inf, centered=False, clipped_adam=False):
-    bias_correction1, bias_correction2 = 1.0 - beta1**step, 1.0 - beta2**step
-    if clipped_adam:
-        step_size, sqrt_bc2 = lr * math.sqrt(bias_correction2) / bias_correction1, 1.0
-    else:
-        step_size, sqrt_bc2 = lr / bias_correction1, math.sqrt(bias_correction2)
-    grad = array_module(param).ascontiguousarray(grad)
-    _launch(_adam, param.size, _flat(param), _flat(grad), _flat(exp_avg), _flat(exp_avg_sq), F32(beta1), F32(beta2),
-            F32(eps), F32(weight_decay), F32(step_size), F32(sqrt_bc2), F32(clip), centered)
+def adam_update_many(params, grads, exp_avgs, exp_avg_sqs, settings):
+    """One launch per parameter array; ``settings`` rows as from ``adam_settings`` (kernels/cpu.py)."""
+    for param, grad, exp_avg, exp_avg_sq, row in zip(params, grads, exp_avgs, exp_avg_sqs, settings):
+        beta1, beta2, eps, weight_decay, step_size, sqrt_bc2, clip, centered = row
+        grad = array_module(param).ascontiguousarray(grad)
+        _launch(_adam, param.size, _flat(param), _flat(grad), _flat(exp_avg), _flat(exp_avg_sq), F32(beta1),
+                F32(beta2), F32(eps), F32(weight_decay), F32(step_size), F32(sqrt_bc2), F32(clip), bool(centered))
+
+
+def adam_update(param, grad, exp_avg, exp_avg_sq, **hyper):
+    adam_update_many([param], [grad], [exp_avg], [exp_avg_sq], [adam_settings(**hyper)])

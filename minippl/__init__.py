@@ -3,7 +3,8 @@
 Read the source as a course, in this order:
 
 1. ``distributions/``  sampling, log_prob, reparameterisation and their derivatives
-2. ``runtime.py``, ``handlers.py``, ``plate.py``, ``primitives.py``  the effect system
+2. ``runtime.py``, ``handlers.py``, ``plate.py``, ``primitives.py``  the effect system;
+   ``validation.py``  the checks that name the site and the fix (``enable_validation``)
 3. ``distributions/constraints.py``, ``params.py``  unconstrained storage and its VJPs
 4. ``nn/``  dense layers with manual backprop; ``module()`` registration
 5. ``infer/tape.py``, ``infer/elbo.py``  the ELBO: trace the guide, replay the model,

@@ -150,7 +150,8 @@ class block(Messenger):
             if msg["type"] in ("sample", "plate") and msg["rng"] is None:
                 # hidden, but still drawn from the seed handler outside, so seed(block(model))
                 # repeats exactly (in Pyro a hidden site also consumes the seeded stream)
-                msg["rng"] = next((h.rng for h in reversed(_STACK[:_STACK.index(self)]) if isinstance(h, seed)), None)
+                outside = reversed(_STACK[:_STACK.index(self)])
+                msg["rng"] = next((h.rng for h in outside if isinstance(h, seed)), None)
             msg["stop"] = True
 
 

@@ -78,6 +78,7 @@ class PyroOptim:
         return hyper
 
     def step(self, params, grads):
+        work = []  # (param, grad, state, hyper) for each name with a gradient
         for name, grad in grads.items():
             if grad is None:
                 continue
@@ -94,7 +95,13 @@ class PyroOptim:
             else:
                 self._match_param(name, state, param, hyper)
             xp = array_module(param)
-            self.update(param, xp.asarray(grad, dtype=param.dtype), state, hyper)
+            work.append((param, xp.asarray(grad, dtype=param.dtype), state, hyper))
+        self.update_all(work)
+
+    def update_all(self, work):
+        """``update`` each (param, grad, state, hyper); Adam fuses them all into one kernel call."""
+        for param, grad, state, hyper in work:
+            self.update(param, grad, state, hyper)
 
     def _initial_state(self, param, hyper):
         xp = array_module(param)
@@ -225,9 +232,11 @@ class Adam(PyroOptim):
     def state_arrays(self, hyper):
         return ("exp_avg", "exp_avg_sq")
 
+    def update_all(self, work):
+        if not _fused_adam(work, clipped_adam=False):
+            super().update_all(work)
+
     def update(self, param, grad, state, hyper):
-        if _fused_adam(param, grad, state, hyper, hyper["lr"], clipped_adam=False):
-            return
         if hyper["weight_decay"] != 0:
             grad = grad + hyper["weight_decay"] * param  # g += wd * theta
         scratch = update_moments(grad, state, hyper["betas"])
@@ -245,16 +254,26 @@ class Adam(PyroOptim):
         param -= scratch
 
 
-def _fused_adam(param, grad, state, hyper, lr, **variant):
-    """The update below (Adam's or ClippedAdam's) in one pass over memory, for float32 arrays under
-    the "numba" backend (minippl.kernels adam_update); False where the reference must run."""
-    fused = fused_kernels(param, grad, state["exp_avg"], state["exp_avg_sq"])
+def _fused_adam(work, clipped_adam):
+    """Every update below (Adam's, or ClippedAdam's) in one pass over all parameters, for float32
+    arrays under the "numba" backend (minippl.kernels adam_update_many); False, with nothing
+    changed, where the reference must run."""
+    arrays = [a for param, grad, state, _ in work for a in (param, grad, state["exp_avg"], state["exp_avg_sq"])]
+    fused = fused_kernels(*arrays) if arrays else None
     if fused is None:
         return False
-    state["step"] += 1
-    beta1, beta2 = hyper["betas"]
-    fused.adam_update(param, grad, state["exp_avg"], state["exp_avg_sq"], lr=lr, beta1=beta1, beta2=beta2,
-                      eps=hyper["eps"], weight_decay=hyper["weight_decay"], step=state["step"], **variant)
+    settings = []
+    for _, _, state, hyper in work:
+        state["step"] += 1
+        beta1, beta2 = hyper["betas"]
+        options = {"lr": hyper["lr"]}
+        if clipped_adam:
+            state["lr"] *= hyper["lrd"]
+            options = {"lr": state["lr"], "clip": hyper["clip_norm"], "centered": hyper["centered_variance"],
+                       "clipped_adam": True}
+        settings.append(fused.adam_settings(beta1=beta1, beta2=beta2, eps=hyper["eps"], step=state["step"],
+                                            weight_decay=hyper["weight_decay"], **options))
+    fused.adam_update_many(*zip(*[(p, g, s["exp_avg"], s["exp_avg_sq"]) for p, g, s, _ in work]), settings)
     return True
 
 
@@ -300,11 +319,12 @@ class ClippedAdam(Adam):
     def initial_scalars(self, hyper):
         return {"lr": float(hyper["lr"])}  # decays per param, so it is state (Pyro: group['lr'])
 
+    def update_all(self, work):
+        if not _fused_adam(work, clipped_adam=True):
+            PyroOptim.update_all(self, work)
+
     def update(self, param, grad, state, hyper):
         state["lr"] *= hyper["lrd"]
-        if _fused_adam(param, grad, state, hyper, state["lr"], clipped_adam=True, clip=hyper["clip_norm"],
-                       centered=hyper["centered_variance"]):
-            return
         xp = array_module(param)
         clip = hyper["clip_norm"]
         grad = xp.clip(grad, -clip, clip)  # a new array: the caller's gradient is left as it was

@@ -24,7 +24,7 @@ def sample(name, fn, obs=None, infer=None, sample_shape=()):
     if stack_is_empty():
         if obs is None:
             return fn.sample(sample_shape)
-        msg = new_message("sample", name, fn, value=obs, is_observed=True, done=True)
+        msg = new_message("sample", name, fn, value=obs, is_observed=True, done=True, infer=dict(infer or {}))
     else:
         msg = new_message(
             "sample", name, fn,

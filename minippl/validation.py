@@ -4,10 +4,10 @@ Teaches: checking at almost no cost: O(1) tests of shapes, dtypes and devices, a
 reductions per array (``min``/``max`` propagate NaN), the elementwise detail only on the error
 path. Builds on backend.py and constraints.py; used by the distributions, primitives.py, ELBO, SVI.
 """
+import ast
 import contextlib
 import linecache
 import os
-import re
 import sys
 
 from . import backend
@@ -201,8 +201,11 @@ def check_sample_site(msg):
     """
     fn, value, name = msg["fn"], msg["value"], msg["name"]
     args = fn.arg_arrays()
-    what = "observed value" if msg["is_observed"] else "value"
+    what = "observed value" if msg["is_observed"] else "substituted value" if msg.get("substituted") else "value"
     with site_named(name):
+        if not (isinstance(value, (bool, int, float)) or hasattr(value, "shape")):
+            raise_site_error(f"{what} must be an array or a Python number, got {type(value).__name__}. Fix: "
+                             f"wrap it with numpy.asarray(...).", ValidationTypeError)
         check_devices(f"{type(_base(fn)).__name__} at this site", {**args, what: value})
         if not _MIXED_PRECISION_ALLOWED:
             _check_precision(fn, args, what, value)
@@ -282,7 +285,6 @@ def report_outside(dist, value, bad, support, what, masked=False, hint=""):
 # ------------------------------------------------------------------ naming the site
 _CURRENT_SITE = []  # the sample statement being checked, innermost last
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_SAMPLE_CALL = re.compile(r"\bsample\(\s*(['\"])(.*?)\1")
 
 
 @contextlib.contextmanager
@@ -298,17 +300,42 @@ def raise_site_error(message, kind=ValidationError):
     """Raise ``kind`` naming the sample site being checked.
 
     A distribution is built *before* ``sample(name, dist)`` is called, so an argument
-    error cannot be caught by ``sample``; on this (error-only) path we read the name
-    from the caller's source line, ``sample("name", ...)``, when it is written there.
+    error cannot be caught by ``sample``; on this (error-only) path we find the
+    ``sample("name", ...)`` call around the caller's line in its source, when there is one.
     """
-    raise kind(message, site=_CURRENT_SITE[-1] if _CURRENT_SITE else _site_on_caller_line())
+    raise kind(message, site=_CURRENT_SITE[-1] if _CURRENT_SITE else _enclosing_sample_site())
 
 
-def _site_on_caller_line():
+def _enclosing_sample_site():
     frame = sys._getframe(1)
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame = frame.f_back
     if frame is None:
         return None
-    names = _SAMPLE_CALL.findall(linecache.getline(frame.f_code.co_filename, frame.f_lineno))
-    return names[0][1] if len(names) == 1 else None
+    try:
+        tree = ast.parse("".join(linecache.getlines(frame.f_code.co_filename)))
+    except (SyntaxError, ValueError):  # no source (an interactive session), or not Python
+        return None
+    first, last = _running_span(frame)
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+             and getattr(node.func, "attr", getattr(node.func, "id", None)) == "sample"
+             and _position(node, first) <= first and last <= _position(node, last, end=True)]
+    if not calls:
+        return None
+    name = max(calls, key=lambda node: (node.lineno, node.col_offset)).args[:1]  # the innermost call
+    return name[0].value if name and isinstance(name[0], ast.Constant) and isinstance(name[0].value, str) else None
+
+
+def _running_span(frame):
+    """(line, column) where the frame's running call starts and ends; column None before Python 3.11."""
+    if hasattr(frame.f_code, "co_positions"):
+        line, end_line, col, end_col = list(frame.f_code.co_positions())[frame.f_lasti // 2]
+        if None not in (line, end_line, col, end_col):
+            return (line, col), (end_line, end_col)
+    return (frame.f_lineno, None), (frame.f_lineno, None)
+
+
+def _position(node, like, end=False):
+    """A node's start (or end) as (line, column), or (line, None) to compare lines only, like ``like``."""
+    line, col = (node.end_lineno, node.end_col_offset) if end else (node.lineno, node.col_offset)
+    return (line, None if like[1] is None else col)

@@ -56,7 +56,6 @@ def run_checks():
     assert_close(gpu.sigmoid_backward(s, g), nn.Sigmoid().backward(s, g, (True,))[0][0], rtol=1e-6, atol=g_rounding)
     assert_close(gpu.exp_forward(x), np.exp(x), rtol=1e-6)
     t = np.tanh(x)
-    assert_close(gpu.tanh_forward(x), t, rtol=1e-6)
     assert_close(gpu.tanh_backward(t, g), nn.Tanh().backward(t, g, (True,))[0][0], rtol=1e-6, atol=g_rounding)
     r = np.maximum(x, 0)
     assert_close(gpu.relu_backward(r, g), nn.ReLU().backward(r, g, (True,))[0][0])

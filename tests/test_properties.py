@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 from finite_diff import directional_derivative
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -416,6 +416,7 @@ def test_trace_of_replay_of_condition(data, names, seed):
 
 @FEW
 @given(SITE_SETS, st.floats(0.1, 10), st.floats(0.1, 10), st.integers(1, 4), seeds)
+@example(names=["a", "b"], a=2.0, b=0.5, subsample=1, seed=0)  # a hidden site, and a plate of size 1
 def test_scale_block_and_subsampling_compose(names, a, b, subsample, seed):
     hidden = names[: len(names) // 2]
 

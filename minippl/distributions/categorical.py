@@ -1,11 +1,12 @@
 """Categorical: a discrete choice among K classes, the likelihood of every classifier.
 
-Teaches: the log-softmax written stably (subtract the max before exp), a
-log-density read by indexing (``take_along_axis``), and its gradient, which is
-the famous ``onehot(x) - softmax(logits)``. Builds on distribution.py and the
-two parametrisations of bernoulli.py. There is no reparameterised sampler.
+Teaches: a stable log-softmax, a log-density read by indexing (``take_along_axis``), and its
+gradient ``onehot(x) - softmax(logits)``. Builds on distribution.py and bernoulli.py's two
+parametrisations. There is no reparameterised sampler.
 """
-from .. import backend
+import numpy as np
+
+from .. import backend, validation
 from ..backend import shape_of
 from . import constraints
 from .distribution import Distribution, check_types, grad_like
@@ -55,8 +56,10 @@ class Categorical(Distribution):
     """
 
     has_rsample = False
+    # checked on the normalised probs (see _check_args): each must lie in [0, 1], NaN refused
+    arg_constraints = {"probs": constraints.unit_interval, "logits": constraints.real}
 
-    def __init__(self, probs=None, logits=None):
+    def __init__(self, probs=None, logits=None, validate_args=None):
         if (probs is None) == (logits is None):
             given = "both" if probs is not None else "neither"
             raise ValueError(f"Categorical takes exactly one of probs= or logits=, got {given}")
@@ -71,11 +74,23 @@ class Categorical(Distribution):
         self._param = param  # stored as passed: the ELBO finds gradients by id()
         self.arg_names = (name,)
         self.num_categories = shape_of(param)[-1]
-        super().__init__(shape_of(param)[:-1])
+        super().__init__(shape_of(param)[:-1], validate_args=validate_args)
+
+    def _check_args(self):
+        name = self.arg_names[0]
+        validation.check_devices("Categorical", {name: self._param})
+        # negative probs, or a row summing to 0 (NaN after normalising), leave [0, 1]
+        with np.errstate(invalid="ignore", divide="ignore"):  # a zero row becomes NaN, reported below
+            value = self.probs if name == "probs" else self._param
+        validation.check_arg("Categorical", name, value, self.arg_constraints[name])
 
     @property
     def support(self):
         return _IntegerInterval(0, self.num_categories - 1)
+
+    def arg_arrays(self):
+        # the argument exactly as passed (the ``logits`` property below is normalised: a new array)
+        return {self.arg_names[0]: self._param}
 
     @property
     def logits(self):

@@ -1,11 +1,8 @@
 """Automatic guides: AutoNormal (mean-field Normal in unconstrained space) and AutoDelta (MAP).
 
-Teaches: how a guide can be built by reading the model. One blocked run of the model (the
-*prototype trace*) lists its latent sites, their shapes, plates and supports; each gets
-parameters named "AutoNormal.locs.<site>". A positive or interval site is reached from R
-through ``biject_to(support)``, and the change of variables adds -log|dx/du| to log q; both
-the map and that term are *recorded layers*, so the tape carries their hand-written VJPs.
-Builds on elbo.py, handlers.py, plate.py and distributions/constraints.py.
+Teaches: a guide built by reading the model (one blocked *prototype* run lists the latent sites,
+shapes, plates, supports), and the change of variables x = T(u), log q(x) = log q(u) - log|dx/du|,
+with T and that term as recorded layers so the tape carries their VJPs. Builds on elbo.py, plate.py.
 """
 import contextlib
 import statistics
@@ -154,9 +151,18 @@ class _initialise(runtime.Messenger):
     def process_message(self, msg):
         if msg["type"] in ("sample", "plate") and msg["rng"] is None:
             msg["rng"] = self.rng
-        if msg["type"] == "sample" and not msg["done"]:
+        # a discrete site is left to draw from its prior; _LatentSite then says why it cannot be guided
+        if msg["type"] == "sample" and not msg["done"] and _has_bijection(msg["fn"]):
             msg["value"] = self.init_loc_fn(msg)
             msg["done"] = True
+
+
+def _has_bijection(fn):
+    try:
+        constraints.biject_to(fn.support)
+    except (NotImplementedError, TypeError):
+        return False
+    return True
 
 
 def _innermost_rng():
@@ -228,6 +234,14 @@ class AutoGuide:
         self.prototype_trace = tape.trace
         self._sites = [_LatentSite(self.prefix, site) for site in tape.trace.sample_sites().values()
                        if not site["is_observed"]]
+        store = get_param_store()
+        for site in self._sites:  # made now (not at the first read) so median() works at once
+            for name, init, constraint in self._params_of(site):
+                store.setdefault(name, init, constraint)
+
+    def _params_of(self, site):
+        """``[(param name, initial constrained value, constraint)]`` for one latent site."""
+        raise NotImplementedError
 
     def _require_prototype(self, args, kwargs, what):
         if self.prototype_trace is None:
@@ -296,19 +310,17 @@ class AutoNormal(AutoGuide):
         super().__init__(model, create_plates=create_plates)
         self.init_loc_fn, self.init_scale = init_loc_fn, init_scale
 
-    def _loc_and_scale(self, site):
-        loc_init = site.transform.inverse(site.init_value)
-        loc = param(f"{self.prefix}.locs.{site.name}", lambda: np.array(loc_init, copy=True),
-                    event_dim=site.event_dim)
-        scale = param(f"{self.prefix}.scales.{site.name}", lambda: np.full_like(loc_init, self.init_scale),
-                      constraint=self.scale_constraint, event_dim=site.event_dim)
-        return loc, scale
+    def _params_of(self, site):
+        loc = np.asarray(site.transform.inverse(site.init_value), dtype=site.init_value.dtype)
+        return [(f"{self.prefix}.locs.{site.name}", loc, constraints.real),
+                (f"{self.prefix}.scales.{site.name}", np.full_like(loc, self.init_scale), self.scale_constraint)]
 
     def forward(self, *args, **kwargs):
         indices, result = {}, {}
         for site in self._sites:
             with self._plates(site, indices) as pick:
-                loc, scale = (pick(a) for a in self._loc_and_scale(site))
+                loc = pick(param(f"{self.prefix}.locs.{site.name}", event_dim=site.event_dim))
+                scale = pick(param(f"{self.prefix}.scales.{site.name}", event_dim=site.event_dim))
                 u = sample(f"{site.name}_unconstrained", Normal(loc, scale).to_event(site.event_dim),
                            infer={"is_auxiliary": True})
                 value, log_density = (u, 0.0) if site.is_real else site.constrain(u)
@@ -349,13 +361,15 @@ class AutoDelta(AutoGuide):
         super().__init__(model, create_plates=create_plates)
         self.init_loc_fn = init_loc_fn
 
+    def _params_of(self, site):
+        return [(f"{self.prefix}.{site.name}", np.array(site.init_value, copy=True), site.support)]
+
     def forward(self, *args, **kwargs):
         indices, result = {}, {}
         for site in self._sites:
             with self._plates(site, indices) as pick:
-                value = param(f"{self.prefix}.{site.name}", lambda: np.array(site.init_value, copy=True),
-                              constraint=site.support, event_dim=site.event_dim)
-                result[site.name] = sample(site.name, Delta(pick(value), event_dim=site.event_dim))
+                value = pick(param(f"{self.prefix}.{site.name}", event_dim=site.event_dim))
+                result[site.name] = sample(site.name, Delta(value, event_dim=site.event_dim))
         return result
 
     def median(self, *args, **kwargs):

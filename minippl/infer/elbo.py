@@ -254,6 +254,8 @@ def compute_log_r(model_trace, guide_trace, log_probs):
             drop = tuple(d for d in range(-term.ndim, 0) if d not in kept_dims and term.shape[d] != 1)
             if drop:  # dims that no shared plate explains (outside all plates) are summed too
                 term = term.sum(axis=drop, keepdims=True)
+            while term.ndim and term.shape[0] == 1:  # a summed-out outer plate leaves a 1: drop it,
+                term = term.reshape(term.shape[1:])  # so a global site's log_r is a scalar
             total = total + term
         log_r[name] = total
     return log_r

@@ -1,10 +1,8 @@
 """Predictive: run the model many times with its latent sites set to posterior draws.
 
-Teaches: prediction is conditioning. Each posterior draw (from a guide, or given as arrays
-with a leading sample dim) is fed to the model with ``condition``; whatever the model then
-samples (its observed sites, with ``y=None`` say) is a draw from the posterior predictive.
-Averaging over those draws is how a Bayesian model says how sure it is. Builds on
-handlers.py (trace, condition) and plate.py (``parallel=True`` vectorises over one plate).
+Teaches: prediction is conditioning. Each posterior draw (from a guide, or given) is fed to the
+model with ``condition``; what the model then samples is a draw from the posterior predictive.
+Builds on handlers.py (trace, condition) and plate.py (``parallel=True`` adds one outer plate).
 """
 import numpy as np
 
@@ -27,7 +25,8 @@ class Predictive:
     """Pyro's Predictive: ``Predictive(model, guide=guide, num_samples=100)(*args)``.
 
     Returns ``{site: array}``, each draw stacked along a new leading dim of size
-    ``num_samples`` (shape ``(num_samples,) + site value shape``).
+    ``num_samples`` (shape ``(num_samples,) + site value shape``; Pyro also pads 1s for the
+    plates a site is not in, e.g. (S, 1) for a global scalar: here it is (S,), both ways).
 
     - ``posterior_samples``: ``{site: array with a leading sample dim}`` to condition on
       (``num_samples`` is then their leading size); or

@@ -1,10 +1,8 @@
-"""Bayesian modules: attributes that are learnable constrained params or random variables.
+"""Bayesian modules (Pyro's PyroModule): attributes that are constrained params or random variables.
 
-Teaches: Pyro's ``PyroModule``. Assigning ``PyroParam(init, constraint)`` or ``PyroSample(prior)``
-to an attribute makes every read of it a ``param`` or ``sample`` site named by the attribute's
-path ("bnn.fc1.weight"), so trace, condition, replay and seed all see it; within one call of the
-root module each attribute keeps one value, so a Bayesian layer's forward, its record on the tape
-and its backward all use the same sampled weight. Builds on module.py and primitives.py.
+Teaches: reading a ``PyroParam``/``PyroSample`` attribute is a ``param``/``sample`` site named by its
+path ("bnn.fc1.weight"), so every handler sees it, and it keeps one value per call of the root
+module, so a Bayesian layer's forward, tape record and backward share one weight. Builds on module.py.
 """
 from collections import namedtuple
 
@@ -115,11 +113,14 @@ class PyroModule(Module):
     def __class_getitem__(cls, module_class):
         """``PyroModule[Layer]``: ``Layer`` with PyroModule mixed in (a cached class named "PyroLayer")."""
         if cls is not PyroModule:
-            raise TypeError(f"{cls.__name__}[...] is not supported; write PyroModule[{getattr(module_class, '__name__', module_class)}]")
+            name = getattr(module_class, "__name__", module_class)
+            raise TypeError(f"{cls.__name__}[...] is not supported; write PyroModule[{name}]")
         if not (isinstance(module_class, type) and issubclass(module_class, Module)):
             raise TypeError(f"PyroModule[...] takes a minippl.nn.Module subclass, got {module_class!r}")
         if issubclass(module_class, PyroModule):
             return module_class
+        if module_class is Module:
+            return PyroModule
         if module_class not in _MIXINS:
             # the layer class first, as Pyro does: its __init__ runs, and its super().__init__()
             # reaches PyroModule.__init__ before any attribute is assigned
@@ -176,7 +177,7 @@ class PyroModule(Module):
         # only reached when normal lookup fails: Pyro attributes are kept out of __dict__
         state = self.__dict__
         if name in state.get("_pyro_samples", ()) or name in state.get("_pyro_params", ()):
-            frozen = state["_pyro_frozen"]
+            frozen = state.get("_pyro_frozen")
             if frozen is not None and name in frozen:
                 return frozen[name]  # inside backward: the value forward used
             with self._pyro_context:
