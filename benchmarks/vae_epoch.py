@@ -2,14 +2,15 @@
 
 Every system trains the same model (784-400-50, softplus, Normal latent, Bernoulli pixels / 255,
 batch 256 reshuffled each epoch, Adam 1e-3, one-particle Trace_ELBO, float32) in its own worker
-process, pinned to the same cores with the same thread count. The parent runs one epoch on each
-worker in turn (alternating, so a noisy neighbour slows every system alike), repeats, and prints
-the median seconds per epoch (each worker's first epoch, warm-up and compilation, is excluded),
-ms per step, the ratio to Pyro, and the "GEMM floor": the same machine running only the step's
-14 matrix products at these shapes. Pyro (``pip install torch pyro-ppl``) and NumPyro
-(``pip install numpyro``) are timed when they import; they are never minippl dependencies.
+process, with the same threads on the same cores. The parent runs one epoch on each worker in
+turn, so a noisy neighbour slows every system alike; before each run it waits for other processes
+to leave the cores (``--quiet-limit``) and records how busy they kept them. It prints the median
+seconds per epoch (each worker's first epoch, warm-up and JIT compilation, excluded), ms per step,
+the ratio to Pyro, and to the "GEMM floor": this machine running only the step's 14 matrix
+products at these shapes. Pyro (``pip install torch pyro-ppl``) and NumPyro (``pip install
+numpyro``) are timed when they import; they are never minippl dependencies.
 
-    python benchmarks/vae_epoch.py                           # 5 rounds, all systems found
+    python benchmarks/vae_epoch.py                           # 5 rounds, every system found
     python benchmarks/vae_epoch.py --rounds 2 --train-limit 12800 --json /tmp/vae_epoch.json
     python benchmarks/vae_epoch.py --systems numba gemm      # only these
 """
@@ -139,11 +140,17 @@ def numpyro_trainer(x):
                               stax.parallel(stax.Dense(Z_DIM), stax.serial(stax.Dense(Z_DIM), stax.Exp)))
     decoder_net = stax.serial(stax.Dense(HIDDEN), stax.Softplus, stax.Dense(784), stax.Sigmoid)
 
+    eps = float(jnp.finfo(jnp.float32).eps)
+
     def model(x):
         decode = numpyro.module("decoder", decoder_net, (BATCH, Z_DIM))
         with numpyro.plate("data", x.shape[0]):
             z = numpyro.sample("latent", dist.Normal(jnp.zeros((x.shape[0], Z_DIM)), 1.0).to_event(1))
-            numpyro.sample("obs", dist.Bernoulli(decode(z)).to_event(1), obs=x)
+            # torch (so Pyro and minippl) clamps Bernoulli probs to [eps, 1 - eps]; NumPyro does not,
+            # and a saturated sigmoid would make the loss infinite: clamp as they do. Grey pixels are
+            # outside the support, which NumPyro's validation turns into -inf: off, as Pyro's example
+            probs = jnp.clip(decode(z), eps, 1 - eps)
+            numpyro.sample("obs", dist.Bernoulli(probs, validate_args=False).to_event(1), obs=x)
 
     def guide(x):
         encode = numpyro.module("encoder", encoder_net, (BATCH, 784))
@@ -222,6 +229,55 @@ def worker_environment(threads):
 
 
 # ================================================================ the parent: alternate, then tabulate
+class ForeignLoad:
+    """How busy the machine's cores were with OTHER processes over a span (the idle workers of the
+    other systems count as others): 0 = idle besides us, 1 = one whole core. Linux /proc; None elsewhere."""
+
+    def __init__(self, own_pids=()):
+        self.own_pids = list(own_pids)
+
+    @staticmethod
+    def _busy_ticks():
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+        return sum(fields) - fields[3] - fields[4]  # all but idle and iowait
+
+    def _own_ticks(self):
+        total = 0
+        for pid in self.own_pids:
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime + stime, all threads
+            except (OSError, IndexError, ValueError):
+                pass
+        return total
+
+    def start(self):
+        try:
+            self._mark = (time.perf_counter(), self._busy_ticks(), self._own_ticks())
+        except OSError:
+            self._mark = None
+
+    def stop(self):
+        if self._mark is None:
+            return None
+        start, busy, own = self._mark
+        elapsed = time.perf_counter() - start
+        foreign = (self._busy_ticks() - busy) - (self._own_ticks() - own)
+        return max(foreign, 0) / os.sysconf("SC_CLK_TCK") / max(elapsed, 1e-9)
+
+    def wait_for_quiet(self, limit, max_seconds):
+        """Sleep until other processes use less than ``limit`` cores (or ``max_seconds`` pass)."""
+        deadline = time.perf_counter() + max_seconds
+        while True:
+            self.start()
+            time.sleep(0.5)
+            load = self.stop()
+            if load is None or load < limit or time.perf_counter() > deadline:
+                return load
+
+
 def available(system):
     modules = {"pyro": ("torch", "pyro"), "numpyro": ("jax", "numpyro"), "numba": ("numba",)}.get(system, ())
     try:
@@ -257,6 +313,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads (and cores) per system")
     parser.add_argument("--train-limit", type=int, default=None, help="train on the first N images only")
     parser.add_argument("--pause", type=float, default=0.5, help="seconds between runs (idle thread pools park)")
+    parser.add_argument("--quiet-limit", type=float, default=0.15,
+                        help="before each run, wait until other processes use fewer cores than this")
+    parser.add_argument("--max-wait", type=float, default=30.0, help="seconds to wait for that, at most")
     parser.add_argument("--json", default=None, help="also write the table and settings to this file")
     parser.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -271,18 +330,25 @@ def main(argv=None):
         print(f"not installed, skipped: {', '.join(skipped)} (pip install torch pyro-ppl numpyro to compare)")
     load_before = os.getloadavg()
     workers = {s: start_worker(s, args) for s in systems}
+    meter = ForeignLoad()
     seconds = {s: [] for s in systems}
     runs = {s: [] for s in systems}
     try:
         for round_ in range(args.rounds + 1):  # round 0: every worker's first epoch, not counted
             for system, process in workers.items():
                 time.sleep(args.pause)
+                meter.own_pids = [os.getpid(), process.pid]
+                if round_ > 0:
+                    meter.wait_for_quiet(args.quiet_limit, args.max_wait)
+                meter.start()
                 result = run_epoch(process)
+                result["foreign_load"] = meter.stop()
                 runs[system].append(result)
                 if round_ > 0:
                     seconds[system].append(result["seconds"])
             print(f"round {round_}{' (warm-up)' if round_ == 0 else ''}: "
-                  + ", ".join(f"{s} {runs[s][-1]['seconds']:.2f}s" for s in systems), flush=True)
+                  + ", ".join(f"{s} {runs[s][-1]['seconds']:.2f}s" for s in systems)
+                  + "; other processes' load " + ", ".join(f"{load(runs[s][-1])}" for s in systems), flush=True)
     finally:
         for process in workers.values():
             process.stdin.close()
@@ -296,6 +362,11 @@ def main(argv=None):
     return table
 
 
+def load(run):
+    value = run.get("foreign_load")
+    return "?" if value is None else f"{value:.2f}"
+
+
 def tabulate(systems, seconds, runs, args):
     rows = []
     for system in systems:
@@ -303,14 +374,23 @@ def tabulate(systems, seconds, runs, args):
         steps = runs[system][-1]["steps"]
         rows.append({"system": system, "label": LABELS[system], "seconds_per_epoch": median,
                      "ms_per_step": 1e3 * median / steps, "epochs": seconds[system],
+                     "other_load": [r.get("foreign_load") for r in runs[system][1:]],
                      "loss_per_image": runs[system][-1]["loss_per_image"] if system != "gemm" else None})
     by = {r["system"]: r["seconds_per_epoch"] for r in rows}
     for row in rows:
         row["vs_pyro"] = row["seconds_per_epoch"] / by["pyro"] if "pyro" in by else None
         row["vs_gemm_floor"] = row["seconds_per_epoch"] / by["gemm"] if "gemm" in by else None
     return {"rows": rows, "threads": args.threads, "rounds": args.rounds, "train_images": args.train_limit or 60000,
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.system()}",
+            "machine": f"{cpu_name()}, {os.cpu_count()} cores",
             "python": platform.python_version(), "versions": versions(systems)}
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def versions(systems):
@@ -329,11 +409,16 @@ def print_table(table):
     print(f"\nMNIST VAE, batch 256, {table['train_images']} images, {table['threads']} threads, "
           f"median of {table['rounds']} epochs (first excluded); load average before/after "
           f"{table['loadavg_before'][0]:.1f}/{table['loadavg_after'][0]:.1f}")
-    print(f"{'system':44s} {'s/epoch':>8s} {'ms/step':>8s} {'vs Pyro':>8s} {'vs GEMM':>8s}")
+    print(f"{'system':44s} {'s/epoch':>8s} {'ms/step':>8s} {'vs Pyro':>8s} {'vs GEMM':>8s} {'others':>7s} {'loss':>7s}")
     for row in table["rows"]:
         ratio = lambda r: f"{r:8.2f}" if r is not None else f"{'-':>8s}"  # noqa: E731
+        loads = [v for v in row["other_load"] if v is not None]
+        others = f"{statistics.median(loads):7.2f}" if loads else f"{'?':>7s}"
+        loss = f"{row['loss_per_image']:7.2f}" if row["loss_per_image"] is not None else f"{'-':>7s}"
         print(f"{row['label']:44s} {row['seconds_per_epoch']:8.2f} {row['ms_per_step']:8.2f} "
-              f"{ratio(row['vs_pyro'])} {ratio(row['vs_gemm_floor'])}")
+              f"{ratio(row['vs_pyro'])} {ratio(row['vs_gemm_floor'])} {others} {loss}")
+    print("others: cores kept busy by other processes during that system's timed epochs (median); "
+          "loss: training loss per image in the last epoch (every system learns)")
 
 
 if __name__ == "__main__":

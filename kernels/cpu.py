@@ -2,14 +2,12 @@
 
 Teaches: when fusing pays on a CPU. Each kernel reads its inputs once and writes its outputs
 once, with exp and log from cpu_math.py (NumPy's SIMD ufuncs would beat Numba's own scalar ones).
-Matrix products stay in BLAS, which owns both cores while it runs; the biggest passes (Adam,
-softplus, sigmoid, Bernoulli) are split over two cores by one helper thread that sleeps between
-calls, never spinning against BLAS. The callers (nn/layers.py, distributions, optim.py) reach
-these through ``minippl.backend.fused_kernels``. Inputs: float32, C-contiguous, equal shapes.
+Kernels are serial: BLAS owns both cores for the matrix products, and splitting a pass over a
+second thread measured no faster here (OpenBLAS's idle threads keep spinning on that core).
+The callers (nn/layers.py, distributions, optim.py) reach these through
+``minippl.backend.fused_kernels``. Inputs: float32, C-contiguous arrays of equal shapes.
 """
 import math
-import os
-import threading
 
 import numpy as np
 from numba import njit
@@ -23,11 +21,12 @@ def softplus_kernel(x, beta, threshold, out, slope):
     # y = softplus(beta x) / beta, and y = x where beta x > threshold (linear there, as torch)
     # slope = dy/dx = sigmoid(beta x), 1 above the threshold: kept for backward
     b, limit = F32(beta), F32(threshold)
+    inv_b = F32(1.0) / b  # a multiply per element instead of a divide (exact for the usual beta = 1)
     for i in range(x.size):
         z = x[i] * b
         sig, soft = sigmoid_and_softplus(z)
         above = z > limit
-        out[i] = x[i] if above else soft / b
+        out[i] = x[i] if above else soft * inv_b
         slope[i] = F32(1.0) if above else sig
 
 
@@ -220,7 +219,7 @@ def _adam(param, grad, exp_avg, exp_avg_sq, settings):
     b1, b2, e, wd = F32(settings[0]), F32(settings[1]), F32(settings[2]), F32(settings[3])
     size, sqrt_bc2, c, centered = F32(settings[4]), F32(settings[5]), F32(settings[6]), settings[7] != 0.0
     one_m_b1, one_m_b2 = F32(1.0) - b1, F32(1.0) - b2
-    for i in range(param.size):  # from 0: indices known >= 0, so LLVM vectorises (range(lo, hi) it does not)
+    for i in range(param.size):
         g = grad[i]
         g = -c if g < -c else (c if g > c else g)  # comparisons let NaN through, as np.clip
         g = g + wd * param[i]
@@ -236,87 +235,10 @@ ADAM_SETTINGS = ("beta1", "beta2", "eps", "weight_decay", "step_size", "sqrt_bia
 
 
 @njit(**_JIT)
-def adam_many_kernel(params, grads, exp_avgs, exp_avg_sqs, settings, lo, hi):
-    # every parameter array in one call, restricted to elements [lo, hi) of their concatenation
-    # (so two threads can share all the parameters evenly); settings[k]: array k's ADAM_SETTINGS
-    start = 0
+def adam_many_kernel(params, grads, exp_avgs, exp_avg_sqs, settings):
+    # every parameter array (tuples of flat arrays) in one call; settings[k]: array k's ADAM_SETTINGS
     for k in range(len(params)):
-        n = params[k].size
-        a, b = max(lo - start, 0), min(hi - start, n)
-        if a < b:
-            _adam(params[k][a:b], grads[k][a:b], exp_avgs[k][a:b], exp_avg_sqs[k][a:b], settings[k])
-        start += n
-
-
-# ================================================================ two cores for the big passes
-class _TwoCores:
-    """Runs a kernel over the two halves of its arrays at once: this thread takes the first half,
-    a helper thread the second. The helper sleeps on an Event between calls (it never spins, so
-    it takes no core from BLAS), and the kernels release the GIL (nogil=True)."""
-
-    def __init__(self):
-        self.start, self.done = threading.Event(), threading.Event()
-        self.job, self.error = None, None
-        threading.Thread(target=self._serve, name="minippl-kernels", daemon=True).start()
-
-    def _serve(self):
-        while True:
-            self.start.wait()
-            self.start.clear()
-            try:
-                self.job[0](*self.job[1])
-            except BaseException as error:  # handed to the caller, which re-raises it
-                self.error = error
-            self.done.set()
-
-    def run(self, kernel, first, second):
-        """kernel(*first) here and kernel(*second) on the helper, at the same time."""
-        self.done.clear()
-        self.job, self.error = (kernel, second), None
-        self.start.set()
-        kernel(*first)
-        self.done.wait()
-        if self.error is not None:
-            raise self.error
-
-
-_PAIR = None
-_PAIR_LOCK = threading.Lock()  # one caller at a time; a second one meanwhile runs serially
-PARALLEL_MIN_SIZE = 1 << 16  # elements: below this, waking a thread costs more than half the pass
-
-
-def _forget_pair_after_fork():
-    global _PAIR, _PAIR_LOCK
-    _PAIR, _PAIR_LOCK = None, threading.Lock()  # a forked child has no helper thread: start its own
-
-
-os.register_at_fork(after_in_child=_forget_pair_after_fork)
-
-
-def _run_halves(kernel, size, first, second):
-    """kernel(*first) and kernel(*second), on two cores when ``size`` elements make it worth it."""
-    global _PAIR
-    if size < PARALLEL_MIN_SIZE or not _PAIR_LOCK.acquire(blocking=False):
-        kernel(*first)
-        kernel(*second)
-        return
-    try:
-        if _PAIR is None:
-            _PAIR = _TwoCores()
-        _PAIR.run(kernel, first, second)
-    finally:
-        _PAIR_LOCK.release()
-
-
-def _run(kernel, n, size, *args):
-    """kernel(*args), its array arguments of leading length ``n`` split in two halves when
-    ``size`` elements make two cores worth it."""
-    if size < PARALLEL_MIN_SIZE or n < 2:
-        return kernel(*args)
-    half = n // 2
-    first = [a[:half] if isinstance(a, np.ndarray) and a.ndim and len(a) == n else a for a in args]
-    second = [a[half:] if isinstance(a, np.ndarray) and a.ndim and len(a) == n else a for a in args]
-    _run_halves(kernel, size, first, second)
+        _adam(params[k], grads[k], exp_avgs[k], exp_avg_sqs[k], settings[k])
 
 
 # ================================================================ Python entry points
@@ -328,13 +250,13 @@ def _flat(a):
 def softplus_forward(x, beta=1.0, threshold=20.0):
     """(softplus output, its slope dy/dx): backward is then ``grad_y * slope``."""
     out, slope = np.empty_like(x), np.empty_like(x)
-    _run(softplus_kernel, x.size, x.size, _flat(x), beta, threshold, _flat(out), _flat(slope))
+    softplus_kernel(_flat(x), beta, threshold, _flat(out), _flat(slope))
     return out, slope
 
 
 def sigmoid_forward(x):
     out = np.empty_like(x)
-    _run(sigmoid_kernel, x.size, x.size, _flat(x), _flat(out))
+    sigmoid_kernel(_flat(x), _flat(out))
     return out
 
 
@@ -393,14 +315,13 @@ _EPS = float(np.finfo(np.float32).eps)  # probs are clamped to [eps, 1 - eps], a
 
 def bernoulli_probs_log_prob(x, probs):
     out = np.empty_like(probs)
-    _run(bernoulli_probs_log_prob_kernel, len(_rows(x)), x.size, _rows(x), _rows(probs), _EPS, _rows(out))
+    bernoulli_probs_log_prob_kernel(_rows(x), _rows(probs), _EPS, _rows(out))
     return out
 
 
 def bernoulli_probs_grad(x, probs, grad_log_prob):
     out = np.empty_like(probs)
-    _run(bernoulli_probs_grad_kernel, len(_rows(x)), x.size, _rows(x), _rows(probs),
-         _row_cotangent(grad_log_prob, probs.shape), _EPS, _rows(out))
+    bernoulli_probs_grad_kernel(_rows(x), _rows(probs), _row_cotangent(grad_log_prob, probs.shape), _EPS, _rows(out))
     return out
 
 
@@ -470,14 +391,13 @@ def adam_settings(*, lr, beta1, beta2, eps, weight_decay, step, clip=math.inf, c
 
 
 def adam_update_many(params, grads, exp_avgs, exp_avg_sqs, settings):
-    """One step on every parameter in place, in one kernel call split evenly over two cores.
-    ``settings``: one ``adam_settings(...)`` row per parameter."""
+    """One step on every parameter, in place, in one kernel call. ``settings``: one
+    ``adam_settings(...)`` row per parameter."""
     if not all(a.flags.c_contiguous for arrays in (params, exp_avgs, exp_avg_sqs) for a in arrays):
         raise ValueError("adam_update_many updates in place: params and moments must be C-contiguous")
     flat = [tuple(_flat(_contiguous(a)) for a in arrays) for arrays in (params, grads, exp_avgs, exp_avg_sqs)]
     table = np.array(settings, dtype=np.float64).reshape(len(params), len(ADAM_SETTINGS))
-    total = sum(p.size for p in params)
-    _run_halves(adam_many_kernel, total, (*flat, table, 0, total // 2), (*flat, table, total // 2, total))
+    adam_many_kernel(*flat, table)
 
 
 def adam_update(param, grad, exp_avg, exp_avg_sq, **hyper):

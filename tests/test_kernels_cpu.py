@@ -278,24 +278,3 @@ def test_relu_and_tanh_layers_keep_their_reference_forward():
     np.testing.assert_array_equal(nn.Tanh().forward(x)[0], np.tanh(x))
     assert_close(nn.Exp().forward(x)[0], np.exp(x), rtol=3e-7)  # fused, within 2 ulp of np.exp
 
-
-def test_two_core_split_gives_the_serial_results(monkeypatch):
-    # arrays above PARALLEL_MIN_SIZE are split between this thread and a helper: same numbers
-    x = randn(300, 400, scale=4.0)
-    pixels = RNG.uniform(0, 1, x.shape).astype(F32)
-    g = np.broadcast_to(randn(300, 1), x.shape)
-    param, grad = randn(x.size), randn(x.size)
-
-    def run_all():
-        p = cpu.sigmoid_forward(x)
-        moments = (np.zeros_like(param), np.zeros_like(param))
-        theta = param.copy()
-        cpu.adam_update(theta, grad, *moments, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, step=3)
-        return [*cpu.softplus_forward(x), p, cpu.bernoulli_probs_log_prob(pixels, p),
-                cpu.bernoulli_probs_grad(pixels, p, g), theta, *moments]
-
-    assert x.size >= cpu.PARALLEL_MIN_SIZE
-    split = run_all()
-    monkeypatch.setattr(cpu, "PARALLEL_MIN_SIZE", 1 << 62)
-    for a, b in zip(split, run_all()):
-        np.testing.assert_array_equal(a, b)
