@@ -237,3 +237,42 @@ def test_param_init_callable_constraint_and_missing_init():
     np.testing.assert_allclose(minippl.param("s"), [2.0])  # init is used only once
     with pytest.raises(KeyError, match="no initial value"):
         minippl.param("missing")
+
+
+HANDLER_FORMS = {
+    "trace": (lambda: handlers.trace(), lambda fn: handlers.trace(fn)),
+    "replay": (lambda: handlers.replay(trace=REPLAYED), lambda fn: handlers.replay(fn, trace=REPLAYED)),
+    "block": (lambda: handlers.block(hide=["a"]), lambda fn: handlers.block(fn, hide=["a"])),
+    "seed": (lambda: handlers.seed(rng_seed=1), lambda fn: handlers.seed(fn, rng_seed=1)),
+    "condition": (lambda: handlers.condition(data={"a": 0.5}), lambda fn: handlers.condition(fn, data={"a": 0.5})),
+    "substitute": (lambda: handlers.substitute(data={"a": 0.25}), lambda fn: handlers.substitute(fn, data={"a": 0.25})),
+    "scale": (lambda: handlers.scale(scale=3.0), lambda fn: handlers.scale(fn, scale=3.0)),
+    "mask": (lambda: handlers.mask(mask=False), lambda fn: handlers.mask(fn, mask=False)),
+}
+REPLAYED = None
+
+
+@pytest.mark.parametrize("name", sorted(HANDLER_FORMS))
+def test_every_handler_is_a_context_manager_a_decorator_and_a_wrapper(name):
+    global REPLAYED
+    REPLAYED = handlers.trace(model).get_trace()
+    make, wrap = HANDLER_FORMS[name]
+
+    def record(run):
+        with handlers.trace() as t, handlers.seed(rng_seed=0):
+            run()
+        return {n: (float(s["value"]), s["scale"], s["is_observed"], None if s["mask"] is None else bool(s["mask"]))
+                for n, s in t.trace.nodes.items()}
+
+    def in_block():
+        with make():
+            model()
+
+    @make()
+    def decorated():
+        model()
+
+    wrapped = record(lambda: wrap(model)())
+    assert record(in_block) == wrapped
+    assert record(decorated) == wrapped
+    assert wrapped != record(model) or name == "trace"  # the handler did something
