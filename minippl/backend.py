@@ -68,6 +68,43 @@ def float_dtype(*values):
     return dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
 
 
+# ---------------------------------------------------------------- stable elementwise math
+# Used by the layers, the Bernoulli and the interval transform alike: written once, here.
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)) without overflow: exp(min(x, 0)) / (1 + exp(-|x|)).
+
+    exp only ever sees arguments <= 0, and the two forms agree on both sides of 0.
+    Returns a fresh array (also for 0-d input), so callers may work on it in place.
+    """
+    xp = array_module(x)
+    x = xp.asarray(x)
+    denominator = xp.abs(x, out=xp.empty_like(x, dtype=float_dtype(x)))
+    xp.negative(denominator, out=denominator)
+    xp.exp(denominator, out=denominator)
+    denominator += 1
+    y = xp.minimum(x, 0, out=xp.empty_like(denominator))
+    xp.exp(y, out=y)
+    y /= denominator
+    return y
+
+
+def softplus(x):
+    """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)): exact, and exp cannot overflow.
+
+    Returns a fresh array (also for 0-d input), so callers may work on it in place.
+    """
+    xp = array_module(x)
+    x = xp.asarray(x)
+    y = xp.abs(x, out=xp.empty_like(x, dtype=float_dtype(x)))
+    xp.negative(y, out=y)
+    xp.exp(y, out=y)  # e^-|x| in (0, 1]
+    xp.log1p(y, out=y)
+    y += xp.maximum(x, 0)
+    return y
+
+
 # ---------------------------------------------------------------- randomness
 # One global generator for code run outside any ``seed`` handler, reset by
 # ``minippl.set_rng_seed``. Sample sites inside ``seed`` use the handler's own

@@ -10,18 +10,6 @@ from . import constraints
 from .distribution import Distribution, check_args, grad_like, promote
 
 
-def _sigmoid(logits, xp):
-    # 1 / (1 + exp(-l)) for l >= 0, exp(l) / (1 + exp(l)) for l < 0: exp only sees -|l| <= 0
-    e = xp.exp(-xp.abs(logits))
-    r = 1 / (1 + e)
-    return xp.where(logits >= 0, r, e * r)
-
-
-def _softplus(logits, xp):
-    # log(1 + exp(l)) = max(l, 0) + log1p(exp(-|l|)): exact, and exp cannot overflow
-    return xp.maximum(logits, 0) + xp.log1p(xp.exp(-xp.abs(logits)))
-
-
 class Bernoulli(Distribution):
     """Bernoulli(probs=None, logits=None): P(x = 1) = probs = sigmoid(logits).
 
@@ -58,7 +46,7 @@ class Bernoulli(Distribution):
         if self.arg_names == ("probs",):
             return self._param
         xp, _, (logits,) = promote(self._param)
-        return _sigmoid(logits, xp)
+        return backend.sigmoid(logits)
 
     @property
     def logits(self):
@@ -97,7 +85,7 @@ class Bernoulli(Distribution):
         xp, dtype, (x, param) = promote(value, self._param)
         if self.arg_names == ("logits",):
             # log p(x | l) = x log sigmoid(l) + (1 - x) log sigmoid(-l) = x l - softplus(l)
-            log_prob = x * param - _softplus(param, xp)
+            log_prob = x * param - backend.softplus(param)
         else:
             p = self._clamp(param, dtype, xp)
             # log p(x | p) = x log p + (1 - x) log(1 - p)
@@ -120,7 +108,7 @@ class Bernoulli(Distribution):
                 grads["value"] = grad_like(g * param, value)
             if "logits" in wrt:
                 # d/dl (x l - softplus(l)) = x - sigmoid(l)
-                grads["logits"] = grad_like(g * (x - _sigmoid(param, xp)), self._param)
+                grads["logits"] = grad_like(g * (x - backend.sigmoid(param)), self._param)
             return grads
         p = self._clamp(param, dtype, xp)
         if "value" in wrt:

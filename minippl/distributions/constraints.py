@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 
-from ..backend import array_module
+from ..backend import array_module, sigmoid
 
 
 class Constraint:
@@ -242,9 +242,7 @@ class SigmoidAffineTransform(Transform):
 
     def forward(self, u):
         xp = array_module(u)
-        # sigmoid(u) = 1/(1+e^-u) = e^u/(1+e^u); with e = exp(-|u|) <= 1 neither form overflows
-        e = xp.exp(-xp.abs(u))
-        s = xp.where(xp.asarray(u) >= 0, 1.0, e) / (1.0 + e)
+        s = sigmoid(u)  # the overflow-free form, see backend.sigmoid
         x = self.lower_bound + self.width * s
         # rounding can put lo + width * 1.0 one ulp above hi; keep x inside the support
         return xp.clip(x, self.lower_bound, self.upper_bound)

@@ -78,28 +78,12 @@ Linear = Dense  # PyTorch's name, so Pyro code ports by changing imports
 # (None,) as input gradients when the input needs none.
 
 
-def _sigmoid(x):
-    """1 / (1 + exp(-x)) without overflow: written as exp(min(x, 0)) / (1 + exp(-|x|)),
-    so exp only ever sees arguments <= 0 (equal to the textbook form on both sides of 0)."""
-    xp = backend.array_module(x)
-    # out=empty_like: a fresh array even for a 0-d x (where NumPy would hand back a scalar),
-    # so the steps after it can work in place
-    denominator = xp.abs(x, out=xp.empty_like(x))
-    xp.negative(denominator, out=denominator)
-    xp.exp(denominator, out=denominator)
-    denominator += 1
-    y = xp.minimum(x, 0, out=xp.empty_like(x))
-    xp.exp(y, out=y)
-    y /= denominator
-    return y
-
-
 class Sigmoid(Module):
     """sigmoid(x) = 1 / (1 + exp(-x)), finite for every float32 input."""
 
     def forward(self, x):
         fused = backend.fused_kernels(x)
-        y = _sigmoid(x) if fused is None else fused.sigmoid_forward(x)
+        y = backend.sigmoid(x) if fused is None else fused.sigmoid_forward(x)
         return y, y
 
     def backward(self, y, grad_y, needs_input_grad):
@@ -132,11 +116,7 @@ class Softplus(Module):
             return fused.softplus_forward(x, self.beta, self.threshold)
         xp = backend.array_module(x)
         z = x if self.beta == 1.0 else self.beta * x
-        y = xp.abs(z, out=xp.empty_like(z))  # a fresh array, even for 0-d z (see _sigmoid)
-        xp.negative(y, out=y)
-        xp.exp(y, out=y)     # e^-|z| in (0, 1]
-        xp.log1p(y, out=y)
-        y += xp.maximum(z, 0)
+        y = backend.softplus(z)  # log(1 + e^z), a fresh array we may finish in place
         if self.beta != 1.0:
             y /= self.beta
         xp.copyto(y, x, where=z > self.threshold)  # linear above the threshold
