@@ -4,7 +4,7 @@ Teaches: when fusing pays on a CPU. Each kernel reads its inputs once and writes
 once, with exp and log from cpu_math.py (NumPy's SIMD ufuncs would beat Numba's own scalar ones).
 Kernels are serial: BLAS owns both cores for the matrix products, and splitting a pass over a
 second thread measured no faster here (OpenBLAS's idle threads keep spinning on that core).
-The callers (nn/layers.py, distributions, optim.py) reach these through
+The Adam update lives in cpu_adam.py. The callers (nn/layers.py, distributions, optim.py) reach these through
 ``minippl.backend.fused_kernels``. Inputs: float32, C-contiguous arrays of equal shapes.
 """
 import math
@@ -12,6 +12,7 @@ import math
 import numpy as np
 from numba import njit
 
+from .cpu_adam import ADAM_SETTINGS, adam_many_kernel, adam_settings  # noqa: F401  (adam_settings: callers' API)
 from .cpu_math import F32, JIT as _JIT, log1p_given, log_normal_range, expf, logf, sigmoid_and_softplus
 
 
@@ -207,40 +208,6 @@ def kl_normal_normal_grads_kernel(loc_p, scale_p, loc_q, scale_q, g, grad_loc_p,
             grad_scale_q[i] = g[i] * (F32(1.0) - (scale_p[i] * scale_p[i] + diff * diff) / var_q) / scale_q[i]
 
 
-# ---------------------------------------------------------------- optimisers (flat 1-d arrays)
-@njit(inline="always", **_JIT)
-def _adam(param, grad, exp_avg, exp_avg_sq, settings):
-    """One Adam or ClippedAdam step, in place, in one pass:
-        g = clip(g, -clip, clip) + wd * theta        (clip = inf for Adam)
-        m = b1 m + (1 - b1) g ;  v = b2 v + (1 - b2) d^2,  d = g or g - m (centered)
-        theta -= step_size * m / (sqrt(v) / sqrt_bc2 + eps)
-    Adam: step_size = lr / bc1 (torch's order); ClippedAdam: step_size = lr sqrt(bc2) / bc1 and
-    sqrt_bc2 = 1 (eps added before the bias correction). settings: the row of ADAM_SETTINGS."""
-    b1, b2, e, wd = F32(settings[0]), F32(settings[1]), F32(settings[2]), F32(settings[3])
-    size, sqrt_bc2, c, centered = F32(settings[4]), F32(settings[5]), F32(settings[6]), settings[7] != 0.0
-    one_m_b1, one_m_b2 = F32(1.0) - b1, F32(1.0) - b2
-    for i in range(param.size):
-        g = grad[i]
-        g = -c if g < -c else (c if g > c else g)  # comparisons let NaN through, as np.clip
-        g = g + wd * param[i]
-        m = exp_avg[i] * b1 + g * one_m_b1
-        d = g - m if centered else g
-        v = exp_avg_sq[i] * b2 + (d * d) * one_m_b2
-        exp_avg[i] = m
-        exp_avg_sq[i] = v
-        param[i] -= size * (m / (np.sqrt(v) / sqrt_bc2 + e))
-
-
-ADAM_SETTINGS = ("beta1", "beta2", "eps", "weight_decay", "step_size", "sqrt_bias_correction2", "clip", "centered")
-
-
-@njit(**_JIT)
-def adam_many_kernel(params, grads, exp_avgs, exp_avg_sqs, settings):
-    # every parameter array (tuples of flat arrays) in one call; settings[k]: array k's ADAM_SETTINGS
-    for k in range(len(params)):
-        _adam(params[k], grads[k], exp_avgs[k], exp_avg_sqs[k], settings[k])
-
-
 # ================================================================ Python entry points
 # Each allocates its outputs and hands flat (or 2-d) views of the arrays to a kernel above.
 def _flat(a):
@@ -377,17 +344,6 @@ def kl_normal_normal_grads(loc_p, scale_p, loc_q, scale_q, grad_kl, wrt_p, wrt_q
     grads_p = {name: outs[i] for i, name in enumerate(("loc", "scale")) if want[i]}
     grads_q = {name: outs[2 + i] for i, name in enumerate(("loc", "scale")) if want[2 + i]}
     return grads_p, grads_q
-
-
-def adam_settings(*, lr, beta1, beta2, eps, weight_decay, step, clip=math.inf, centered=False, clipped_adam=False):
-    """One parameter's row of ADAM_SETTINGS: Adam (torch's order of operations) or, with
-    ``clipped_adam``, Pyro's ClippedAdam; ``step`` counts from 1, ``lr`` is this step's rate."""
-    bias_correction1, bias_correction2 = 1.0 - beta1**step, 1.0 - beta2**step
-    if clipped_adam:
-        step_size, sqrt_bc2 = lr * math.sqrt(bias_correction2) / bias_correction1, 1.0
-    else:
-        step_size, sqrt_bc2 = lr / bias_correction1, math.sqrt(bias_correction2)
-    return (beta1, beta2, eps, weight_decay, step_size, sqrt_bc2, clip, float(centered))
 
 
 def adam_update_many(params, grads, exp_avgs, exp_avg_sqs, settings):

@@ -13,7 +13,7 @@ import numpy as np
 from numba import config, cuda
 
 from ..backend import array_module
-from .cpu import adam_settings  # the same rows on both devices (plain Python)
+from .cpu_adam import adam_settings  # the same rows on both devices (plain Python)
 
 F32 = np.float32
 _THREADS = 256  # per block; the grid-stride loops below cover any size with a bounded grid
