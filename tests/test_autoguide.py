@@ -17,14 +17,6 @@ from minippl.optim import Adam, ClippedAdam
 RNG = np.random.default_rng(0)
 
 
-@pytest.fixture(autouse=True)
-def fresh_store():
-    minippl.clear_param_store()
-    minippl.set_rng_seed(0)
-    yield
-    minippl.clear_param_store()
-
-
 class PositiveNormal(dist.Normal):
     """A Normal density declared on (0, inf): a latent site with positive support for the tests."""
 

@@ -21,14 +21,6 @@ X = np.random.default_rng(0).standard_normal((6, 2))
 Y = np.random.default_rng(1).standard_normal(6)
 
 
-@pytest.fixture(autouse=True)
-def fresh_store():
-    minippl.clear_param_store()
-    minippl.set_rng_seed(0)
-    yield
-    minippl.clear_param_store()
-
-
 def bayesian_linear(in_features, out_features, bias=True):
     layer = PyroModule[nn.Linear](in_features, out_features, bias=bias)
     layer.weight = PyroSample(dist.Normal(0.0, 1.0).expand([out_features, in_features]).to_event(2))

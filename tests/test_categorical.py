@@ -14,13 +14,6 @@ from minippl.optim import Adam
 RNG = np.random.default_rng(0)
 
 
-@pytest.fixture(autouse=True)
-def fresh_store():
-    minippl.clear_param_store()
-    yield
-    minippl.clear_param_store()
-
-
 def direct_log_probs(logits):
     return logits - np.log(np.exp(logits).sum(-1, keepdims=True))
 

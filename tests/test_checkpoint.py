@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 import minippl
-import minippl.distributions as dist
 from minippl import nn
 from minippl.checkpoint import load_checkpoint, save_checkpoint
 from minippl.distributions import constraints
@@ -25,23 +24,7 @@ from minippl.optim import SGD, Adam
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def fresh_store():
-    minippl.clear_param_store()
-    yield
-    minippl.clear_param_store()
-
-
-def model(x):
-    z = minippl.sample("z", dist.Normal(0.0, 1.0))
-    with minippl.plate("data", len(x)):
-        minippl.sample("x", dist.Normal(z, 1.0), obs=x)
-
-
-def guide(x):
-    loc = minippl.param("loc", np.array(0.0))
-    scale = minippl.param("scale", np.array(1.0), constraint=constraints.positive)
-    minippl.sample("z", dist.Normal(loc, scale))
+from simple_models import guide, model  # noqa: E402  (tests/ is on sys.path)
 
 
 DATA = np.array([1.0, 2.0, 1.5, 0.5])

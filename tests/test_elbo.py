@@ -10,13 +10,6 @@ from minippl.infer import SVI, GradientCheckError, Trace_ELBO, TraceMeanField_EL
 from minippl.optim import Adam
 
 
-@pytest.fixture(autouse=True)
-def fresh_store():
-    minippl.clear_param_store()
-    yield
-    minippl.clear_param_store()
-
-
 DATA = np.array([0.3, 1.2, -0.4, 2.0, 0.9])
 
 

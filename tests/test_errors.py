@@ -20,15 +20,6 @@ from minippl.params import ParamStore
 from minippl.validation import NonFiniteError, ValidationError
 
 
-@pytest.fixture(autouse=True)
-def fresh_state():
-    minippl.clear_param_store()
-    minippl.enable_validation(True)
-    yield
-    minippl.enable_validation(True)
-    minippl.clear_param_store()
-
-
 class FakeCupyArray(np.ndarray):
     """Looks like a CuPy array to minippl (its class lives in a "cupy" module); no GPU needed."""
 

@@ -14,13 +14,6 @@ from minippl.infer.autoguide import AutoNormal, init_to_sample
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(autouse=True)
-def fresh_store():
-    minippl.clear_param_store()
-    yield
-    minippl.clear_param_store()
-
-
 def test_regression_model_and_guide_pass_check_gradients():
     minippl.set_rng_seed(0)
     x, y = bayesian_regression.make_data(np.random.default_rng(0), 20)

@@ -11,30 +11,11 @@ import pytest
 import minippl
 import minippl.distributions as dist
 from minippl import nn
-from minippl.distributions import constraints
 from minippl.infer import SVI, Trace_ELBO
 from minippl.optim import Adam, ClippedAdam
 
 
-@pytest.fixture(autouse=True)
-def fresh_state():
-    minippl.clear_param_store()
-    minippl.enable_validation(True)
-    yield
-    minippl.enable_validation(True)
-    minippl.clear_param_store()
-
-
-def model(x):
-    z = minippl.sample("z", dist.Normal(0.0, 1.0))
-    with minippl.plate("data", len(x)):
-        minippl.sample("x", dist.Normal(z, 1.0), obs=x)
-
-
-def guide(x):
-    loc = minippl.param("loc", np.array(0.0))
-    scale = minippl.param("scale", np.array(1.0), constraint=constraints.positive)
-    minippl.sample("z", dist.Normal(loc, scale))
+from simple_models import guide, model  # noqa: E402  (tests/ is on sys.path)
 
 
 def snapshot(svi):

@@ -14,14 +14,6 @@ from minippl.optim import Adam
 X = np.linspace(-1.0, 1.0, 5)
 
 
-@pytest.fixture(autouse=True)
-def fresh_store():
-    minippl.clear_param_store()
-    minippl.set_rng_seed(0)
-    yield
-    minippl.clear_param_store()
-
-
 def model(x, y=None):
     """y ~ Normal(a + b x, 0.01): written with broadcasting, so parallel=True works too."""
     a = minippl.sample("a", dist.Normal(0.0, 1.0))

@@ -26,13 +26,6 @@ FEW = settings(max_examples=15, deadline=None, suppress_health_check=[HealthChec
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
-@pytest.fixture(autouse=True)
-def fresh_store():
-    minippl.clear_param_store()
-    yield
-    minippl.clear_param_store()
-
-
 # ---------------------------------------------------------------- strategies
 def shapes(n, max_dims=3):
     """``n`` mutually broadcastable shapes and their broadcast."""

@@ -6,28 +6,11 @@ import pytest
 
 import minippl
 import minippl.distributions as dist
-from minippl.distributions import constraints
 from minippl.infer import SVI, GradientCheckError, Trace_ELBO
 from minippl.optim import SGD, Adam, ClippedAdam
 
 
-@pytest.fixture(autouse=True)
-def fresh_store():
-    minippl.clear_param_store()
-    yield
-    minippl.clear_param_store()
-
-
-def model(x):
-    z = minippl.sample("z", dist.Normal(0.0, 1.0))
-    with minippl.plate("data", len(x)):
-        minippl.sample("x", dist.Normal(z, 1.0), obs=x)
-
-
-def guide(x):
-    loc = minippl.param("loc", np.array(0.0))
-    scale = minippl.param("scale", np.array(1.0), constraint=constraints.positive)
-    minippl.sample("z", dist.Normal(loc, scale))
+from simple_models import guide, model  # noqa: E402  (tests/ is on sys.path)
 
 
 X = np.array([1.0, 2.0, 1.5])
