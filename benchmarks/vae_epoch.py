@@ -25,189 +25,26 @@ import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-SYSTEMS = ("numba", "numpy", "pyro", "numpyro", "gemm")
+SYSTEMS = ("numba", "numpy", "pyro", "numpyro", "plain", "gemm")
 LABELS = {
     "numba": "minippl, numba backend (fused kernels)",
     "numpy": "minippl, numpy backend (reference)",
     "pyro": "Pyro, Trace_ELBO (torch CPU)",
     "numpyro": "NumPyro, jitted SVI.update (JAX CPU)",
+    "plain": "the same step written out by hand (no PPL)",
     "gemm": "GEMM floor: the 14 matrix products only",
 }
-BATCH, HIDDEN, Z_DIM, LR = 256, 400, 50, 1e-3
-
-
-# ================================================================ workers (one process per system)
-def load_pixels(train_limit):
-    """uint8 MNIST training images -> float32 (N, 784) in [0, 1], as examples/vae_mnist.py prepares them."""
-    import numpy as np
-
-    sys.path.insert(0, str(ROOT / "examples"))
-    from mnist import load_mnist
-
-    images = load_mnist()[0][:train_limit]
-    return images.reshape(len(images), 784).astype(np.float32) / np.float32(255.0)
-
-
-def batches(n, rng):
-    order = rng.permutation(n)
-    return [order[start:start + BATCH] for start in range(0, n, BATCH)]
-
-
-def minippl_trainer(backend, x):
-    import numpy as np
-
-    import minippl
-    from minippl.infer import SVI, Trace_ELBO
-    from minippl.optim import Adam
-    from vae_mnist import VAE  # the example's model and guide, exactly as users run them
-
-    minippl.set_backend(backend)
-    minippl.clear_param_store()
-    minippl.set_rng_seed(0)
-    vae = VAE(Z_DIM, HIDDEN)
-    svi = SVI(vae.model, vae.guide, Adam({"lr": LR}), Trace_ELBO())
-    rng = np.random.default_rng(1)
-
-    def epoch():
-        return sum(svi.step(x[idx]) for idx in batches(len(x), rng))
-    return epoch
-
-
-def pyro_trainer(x):
-    import numpy as np
-    import pyro
-    import pyro.distributions as dist
-    import torch
-    from pyro.infer import SVI, Trace_ELBO
-    from pyro.optim import Adam
-
-    class Encoder(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc1, self.fc21, self.fc22 = (torch.nn.Linear(784, HIDDEN), torch.nn.Linear(HIDDEN, Z_DIM),
-                                              torch.nn.Linear(HIDDEN, Z_DIM))
-
-        def forward(self, x):
-            hidden = torch.nn.functional.softplus(self.fc1(x.reshape(-1, 784)))
-            return self.fc21(hidden), torch.exp(self.fc22(hidden))
-
-    class Decoder(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc1, self.fc21 = torch.nn.Linear(Z_DIM, HIDDEN), torch.nn.Linear(HIDDEN, 784)
-
-        def forward(self, z):
-            return torch.sigmoid(self.fc21(torch.nn.functional.softplus(self.fc1(z))))
-
-    encoder, decoder = Encoder(), Decoder()
-
-    def model(x):
-        pyro.module("decoder", decoder)
-        with pyro.plate("data", x.shape[0]):
-            z_loc = x.new_zeros(torch.Size((x.shape[0], Z_DIM)))
-            z_scale = x.new_ones(torch.Size((x.shape[0], Z_DIM)))
-            z = pyro.sample("latent", dist.Normal(z_loc, z_scale).to_event(1))
-            # grey pixels in [0, 1]: Pyro's own example turns the Bernoulli's validation off for them
-            pyro.sample("obs", dist.Bernoulli(decoder(z), validate_args=False).to_event(1), obs=x.reshape(-1, 784))
-
-    def guide(x):
-        pyro.module("encoder", encoder)
-        with pyro.plate("data", x.shape[0]):
-            z_loc, z_scale = encoder(x)
-            pyro.sample("latent", dist.Normal(z_loc, z_scale).to_event(1))
-
-    pyro.clear_param_store()
-    pyro.set_rng_seed(0)
-    svi = SVI(model, guide, Adam({"lr": LR}), loss=Trace_ELBO())
-    data = torch.from_numpy(x)
-    rng = np.random.default_rng(1)
-
-    def epoch():
-        return sum(svi.step(data[torch.from_numpy(idx)]) for idx in batches(len(x), rng))
-    return epoch
-
-
-def numpyro_trainer(x):
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    import numpyro
-    import numpyro.distributions as dist
-    from jax.example_libraries import stax
-    from numpyro.infer import SVI, Trace_ELBO
-
-    encoder_net = stax.serial(stax.Dense(HIDDEN), stax.Softplus, stax.FanOut(2),
-                              stax.parallel(stax.Dense(Z_DIM), stax.serial(stax.Dense(Z_DIM), stax.Exp)))
-    decoder_net = stax.serial(stax.Dense(HIDDEN), stax.Softplus, stax.Dense(784), stax.Sigmoid)
-
-    eps = float(jnp.finfo(jnp.float32).eps)
-
-    def model(x):
-        decode = numpyro.module("decoder", decoder_net, (BATCH, Z_DIM))
-        with numpyro.plate("data", x.shape[0]):
-            z = numpyro.sample("latent", dist.Normal(jnp.zeros((x.shape[0], Z_DIM)), 1.0).to_event(1))
-            # torch (so Pyro and minippl) clamps Bernoulli probs to [eps, 1 - eps]; NumPyro does not,
-            # and a saturated sigmoid would make the loss infinite: clamp as they do. Grey pixels are
-            # outside the support, which NumPyro's validation turns into -inf: off, as Pyro's example
-            probs = jnp.clip(decode(z), eps, 1 - eps)
-            numpyro.sample("obs", dist.Bernoulli(probs, validate_args=False).to_event(1), obs=x)
-
-    def guide(x):
-        encode = numpyro.module("encoder", encoder_net, (BATCH, 784))
-        with numpyro.plate("data", x.shape[0]):
-            z_loc, z_scale = encode(x)
-            numpyro.sample("latent", dist.Normal(z_loc, z_scale).to_event(1))
-
-    svi = SVI(model, guide, numpyro.optim.Adam(LR), Trace_ELBO())
-    state = [svi.init(jax.random.PRNGKey(0), jnp.asarray(x[:BATCH]))]
-    update = jax.jit(svi.update)
-    rng = np.random.default_rng(1)
-
-    def epoch():
-        total = 0.0
-        for idx in batches(len(x), rng):
-            state[0], loss = update(state[0], jnp.asarray(x[idx]))
-            total = total + loss  # stays on the device: no synchronisation per step
-        return float(total)  # waits for the epoch's last update
-    return epoch
-
-
-def gemm_trainer(x):
-    """Only the matrix products of each step, at the VAE's shapes and in Dense's layouts:
-    forward x @ W.T (5), weight gradients g.T @ x (5), input gradients g @ W (4: not the first
-    layer's, whose input is data)."""
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    layers = [(784, HIDDEN, False), (HIDDEN, Z_DIM, True), (HIDDEN, Z_DIM, True), (Z_DIM, HIDDEN, True),
-              (HIDDEN, 784, True)]
-    weights = [rng.standard_normal((out, inp), dtype=np.float32) for inp, out, _ in layers]
-    arrays = {n: rng.standard_normal((BATCH, n), dtype=np.float32) for n in (784, HIDDEN, Z_DIM)}
-    shuffle = np.random.default_rng(1)
-
-    def epoch():
-        for idx in batches(len(x), shuffle):
-            rows = len(idx)
-            for (inp, out, input_grad), w in zip(layers, weights):
-                a, g = arrays[inp][:rows], arrays[out][:rows]  # an input and a gradient of the output
-                a @ w.T
-                g.T @ a
-                if input_grad:
-                    g @ w
-        return 0.0
-    return epoch
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from vae_systems import BATCH, TRAINERS, load_pixels  # noqa: E402
 
 
 def worker(system, train_limit, threads):
     x = load_pixels(train_limit)
-    if system in ("numba", "numpy"):
-        epoch = minippl_trainer(system, x)
-    else:
-        epoch = {"pyro": pyro_trainer, "numpyro": numpyro_trainer, "gemm": gemm_trainer}[system](x)
-        if system == "pyro":
-            import torch
+    epoch = TRAINERS[system](x)
+    if system == "pyro":
+        import torch
 
-            torch.set_num_threads(threads)
+        torch.set_num_threads(threads)
     steps = -(-len(x) // BATCH)
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
@@ -279,7 +116,7 @@ class ForeignLoad:
 
 
 def available(system):
-    modules = {"pyro": ("torch", "pyro"), "numpyro": ("jax", "numpyro"), "numba": ("numba",)}.get(system, ())
+    modules = {"pyro": ("torch", "pyro"), "numpyro": ("jax", "numpyro"), "numba": ("numba",), "plain": ("numba",)}.get(system, ())
     try:
         for module in modules:
             __import__(module)

@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 from .cpu_adam import ADAM_SETTINGS, adam_many_kernel, adam_settings  # noqa: F401  (adam_settings: callers' API)
-from .cpu_math import F32, JIT as _JIT, log1p_given, log_normal_range, expf, logf, sigmoid_and_softplus
+from .cpu_math import F32, JIT as _JIT, bits_from_float, log1p_given, log_normal_range, expf, logf, sigmoid_and_softplus
 
 
 # ---------------------------------------------------------------- activations (flat 1-d arrays)
@@ -85,6 +85,20 @@ def column_sum_kernel(g, out):
         for c in range(cols):
             acc[c] += g[r, c]
     out[:] = acc
+
+
+@njit(**_JIT)
+def all_finite_many_kernel(arrays):
+    # a float32 is NaN or inf exactly when its 8 exponent bits are all ones; OR-ing an integer
+    # flag over the array vectorises (a float sum would not: its order is fixed without fastmath)
+    for k in range(len(arrays)):
+        a = arrays[k]
+        bad = 0
+        for i in range(a.size):
+            bad |= (bits_from_float(a[i]) & 0x7F800000) == 0x7F800000
+        if bad:
+            return False
+    return True
 
 
 # ---------------------------------------------------------------- Bernoulli (2-d: rows, cols)
@@ -262,6 +276,11 @@ def bias_grad(g):
     out = np.empty(g.shape[-1], dtype=g.dtype)
     column_sum_kernel(_contiguous(g).reshape(-1, g.shape[-1]), out)
     return out
+
+
+def all_finite_many(arrays):
+    """True if no element of any of ``arrays`` is NaN or inf: one call, one read of each."""
+    return all_finite_many_kernel(tuple(_flat(_contiguous(a)) for a in arrays))
 
 
 def _rows(a):

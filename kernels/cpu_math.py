@@ -29,7 +29,7 @@ def _float_from_bits(typingctx, bits):
 
 
 @intrinsic
-def _bits_from_float(typingctx, x):
+def bits_from_float(typingctx, x):
     def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], ir.IntType(32))
     return types.int32(types.float32), codegen
@@ -68,7 +68,7 @@ def expf(x):
 def log_normal_range(x):
     """log(x) in float32 within 2 ulp (Cephes' logf) for a positive normal float x (or NaN):
     x = m 2^e with m in [sqrt(1/2), sqrt(2)), log(m) = t - t^2/2 + t^3 P(t), t = m - 1."""
-    bits = _bits_from_float(x)
+    bits = bits_from_float(x)
     e = F32((bits >> np.int32(23)) - np.int32(126))  # int32 throughout: int64 would halve the lanes
     m = _float_from_bits((bits & np.int32(0x7FFFFF)) | np.int32(0x3F000000))  # in [0.5, 1)
     small = m < F32(0.707106781186547524)

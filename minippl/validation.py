@@ -195,6 +195,15 @@ def all_finite(array):
     return quick or bool(xp.isfinite(array).all())
 
 
+def all_finite_many(arrays):
+    """``all_finite`` for every array at once: one fused kernel call where the backend has one
+    (a VAE's ten gradients, read once each), else one BLAS pass per array."""
+    fused = backend.fused_kernels(*arrays) if arrays else None
+    if fused is not None and hasattr(fused, "all_finite_many"):
+        return fused.all_finite_many(arrays)
+    return all(all_finite(a) for a in arrays)
+
+
 # ------------------------------------------------------------------ sample sites
 def check_sample_site(msg):
     """The checks of one sample statement, after the handlers gave it a value.

@@ -278,3 +278,24 @@ def test_relu_and_tanh_layers_keep_their_reference_forward():
     np.testing.assert_array_equal(nn.Tanh().forward(x)[0], np.tanh(x))
     assert_close(nn.Exp().forward(x)[0], np.exp(x), rtol=3e-7)  # fused, within 2 ulp of np.exp
 
+
+
+def test_all_finite_many_finds_every_nan_and_inf():
+    # SVI's guard before an update: one call over all gradients must agree with np.isfinite,
+    # whichever array holds the bad value and wherever in it (start, middle, the vector tail)
+    from minippl.validation import all_finite_many
+
+    arrays = [randn(400, 784), randn(400), randn(3, 7, 5), randn(1)]
+    extremes = np.array([3.4e38, -3.4e38, 1e-45, -0.0], F32)  # finite, however large or tiny
+    arrays[2].flat[:4] = extremes
+    assert cpu.all_finite_many(arrays) and all_finite_many(arrays)
+    for bad in (np.nan, np.inf, -np.inf):
+        for k, array in enumerate(arrays):
+            for position in (0, array.size // 2, array.size - 1):
+                spoiled = [a.copy() for a in arrays]
+                spoiled[k].flat[position] = bad
+                assert not cpu.all_finite_many(spoiled), (bad, k, position)
+                assert not all_finite_many(spoiled), (bad, k, position)
+    # float64 or mixed lists take the reference path, with the same answers
+    assert all_finite_many([a.astype(np.float64) for a in arrays])
+    assert not all_finite_many([arrays[0], np.array([np.nan])])

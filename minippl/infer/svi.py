@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 
 from ..params import get_param_store
-from ..validation import ValidationError, all_finite
+from ..validation import ValidationError, all_finite, all_finite_many
 
 
 class SVI:
@@ -83,9 +83,11 @@ def check_finite(loss, grads, site_log_probs, step, order=()):
             f"step {step}: the loss is {loss}; {where}{also}. No parameter was changed. Check that site's "
             f"data and distribution arguments (a scale <= 0, probs outside [0, 1], NaN inputs)."
         )
-    rank = {name: i for i, name in enumerate(order)}
     with np.errstate(over="ignore", invalid="ignore"):  # all_finite's <g, g> may overflow: it then looks closer
+        if all_finite_many(list(grads.values())):  # the usual case: one pass, nothing to name
+            return
         bad = [name for name, g in grads.items() if not all_finite(g)]
+    rank = {name: i for i, name in enumerate(order)}
     bad.sort(key=lambda name: rank.get(name, len(rank)))
     if bad:
         g = grads[bad[0]]
