@@ -116,7 +116,8 @@ class ForeignLoad:
 
 
 def available(system):
-    modules = {"pyro": ("torch", "pyro"), "numpyro": ("jax", "numpyro"), "numba": ("numba",), "plain": ("numba",)}.get(system, ())
+    modules = {"pyro": ("torch", "pyro"), "numpyro": ("jax", "numpyro"), "numba": ("numba",),
+               "plain": ("numba",)}.get(system, ())
     try:
         for module in modules:
             __import__(module)

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 import minippl
-from minippl.infer import SVI, Trace_ELBO
-from minippl.optim import Adam
+from minippl.infer import Trace_ELBO
 
 pytest.importorskip("numba")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))
