@@ -38,8 +38,7 @@ def dense_backward(x, weight, grad_y, grads, name, input_grad=True):
 def loss_and_grads(params, x, noise):
     """-ELBO (one particle) and d(-ELBO)/d(every param) for a batch ``x`` (rows, 784) and the
     guide's N(0, 1) ``noise`` (rows, 50). ``params``: {store name: float32 array}."""
-    p = {name: params[name] for name in params}
-    w = lambda layer: (p[layer + ".weight"], p[layer + ".bias"])  # noqa: E731
+    w = lambda layer: (params[layer + ".weight"], params[layer + ".bias"])  # noqa: E731
     # guide: q(z | x) = N(loc, exp(pre_scale))
     h_enc, slope_enc = cpu.softplus_forward(dense(x, *w("encoder$$$fc1")))
     loc = dense(h_enc, *w("encoder$$$fc21"))
@@ -96,7 +95,7 @@ class PlainTrainer:
         noise = self.rng.standard_normal((x.shape[0], 50), dtype=np.float32)
         loss, grads = loss_and_grads(self.params, x, noise)
         ordered = [grads[name] for name in self.names]
-        if not (math.isfinite(loss) and all(np.isfinite(np.dot(g.ravel(), g.ravel())) for g in ordered)):
+        if not (math.isfinite(loss) and cpu.all_finite_many(ordered)):  # SVI's guard, the same kernel
             raise FloatingPointError(f"step {self.steps + 1}: loss or gradient not finite; nothing changed")
         self.steps += 1
         settings = [cpu.adam_settings(lr=self.lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,

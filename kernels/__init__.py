@@ -8,6 +8,7 @@ gradient before an update, and the Adam/ClippedAdam update over all parameters a
 arrays) and ``cpu_adam.py`` (the optimiser step), then ``gpu.py`` (numba.cuda kernels for CuPy
 arrays, same entry points). ``minippl.set_backend("numba" | "numpy")`` chooses fused or
 reference, and ``minippl.backend.fused_kernels(*arrays)`` picks the module for the arrays'
-device (float32 only). Matrix products stay in BLAS / cuBLAS. Every kernel is tested against its reference
-(tests/test_kernels_cpu.py, tests/test_kernels_gpu_sim.py); benchmarks/kernels_cpu.py times them.
+device (float32 only). Matrix products stay in BLAS / cuBLAS. Every kernel is tested against its
+reference (tests/test_kernels_cpu.py, tests/test_kernels_gpu_sim.py); benchmarks/kernels_cpu.py
+times them.
 """

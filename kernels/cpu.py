@@ -13,7 +13,8 @@ import numpy as np
 from numba import njit
 
 from .cpu_adam import ADAM_SETTINGS, adam_many_kernel, adam_settings  # noqa: F401  (adam_settings: callers' API)
-from .cpu_math import F32, JIT as _JIT, bits_from_float, log1p_given, log_normal_range, expf, logf, sigmoid_and_softplus
+from .cpu_math import (F32, JIT as _JIT, bits_from_float, expf, log1p_given, log_normal_range, logf,
+                       sigmoid_and_softplus)
 
 
 # ---------------------------------------------------------------- activations (flat 1-d arrays)

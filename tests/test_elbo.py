@@ -8,15 +8,10 @@ from minippl import handlers, nn
 from minippl.distributions import constraints
 from minippl.infer import SVI, GradientCheckError, Trace_ELBO, TraceMeanField_ELBO, check_gradients
 from minippl.optim import Adam
+from simple_models import model as normal_normal_model  # noqa: E402  (tests/ is on sys.path)
 
 
 DATA = np.array([0.3, 1.2, -0.4, 2.0, 0.9])
-
-
-def normal_normal_model(x):
-    z = minippl.sample("z", dist.Normal(0.0, 1.0))
-    with minippl.plate("data", len(x)):
-        minippl.sample("x", dist.Normal(z, 1.0), obs=x)
 
 
 def normal_normal_guide(x):
