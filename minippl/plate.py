@@ -120,6 +120,24 @@ class plate(Messenger):
         msg["scale"] = self.scale * msg["scale"]
         msg["fn"] = _broadcast_to_plate(msg, self.frame)
 
+    def postprocess_message(self, msg):
+        # Pyro's rule for param(..., event_dim=k): the dims left of the last k line up with the
+        # plates, so inside a subsampling plate a full-size param is read at the drawn items only
+        # (a recorded np.take, whose backward scatter-adds into the full param)
+        if msg["type"] != "param" or msg.get("event_dim") is None:
+            return
+        dim = self.dim - msg["event_dim"]
+        shape = backend.shape_of(msg["value"])
+        if len(shape) < -dim or shape[dim] == 1:
+            return
+        if shape[dim] != self.size:
+            raise ValueError(
+                f"param '{msg['name']}' (event_dim={msg['event_dim']}) has shape {shape}: inside plate "
+                f"'{self.name}' of size {self.size} at dim {self.dim}, its dim {dim} must have the plate's "
+                f"full size {self.size} (or 1). Fix the param's initial shape, or its event_dim.")
+        if self.subsample_size < self.size:
+            msg["value"] = np.take(msg["value"], self.indices, axis=dim)
+
     # ------------------------------------------------------------ sequential
     def __iter__(self):
         """``for i in plate("data", N):`` runs the body once per index (no broadcasting)."""

@@ -6,7 +6,9 @@ seeded...) is decided by the handlers around it. With no handler active,
 ``sample`` simply draws, exactly as in Pyro. Builds on runtime.py, params.py
 and the distributions.
 """
-from . import validation
+import contextlib
+
+from . import traced, validation
 from .distributions import constraints
 from .distributions.distribution import Distribution
 from .distributions.delta import Delta
@@ -36,6 +38,12 @@ def sample(name, fn, obs=None, infer=None, sample_shape=()):
     if validation.is_validation_enabled() and getattr(msg["fn"], "_validate_args", True) \
             and not msg["infer"].get("_deterministic"):
         validation.check_sample_site(msg)
+    if traced.is_recording():
+        # the site consumes its distribution's traced arguments, and a value it did not draw
+        traced.mark_used(msg["fn"].traced_args().values())
+        if not msg.get("drawn"):
+            traced.mark_used((msg["value"],))
+        msg["uses_after_site"] = getattr(msg["value"], "uses", None)  # later records add to it
     return msg["value"]
 
 
@@ -47,6 +55,18 @@ def param(name, init=None, constraint=constraints.real, event_dim=None, *, init_
     The store keeps ``u = biject_to(constraint).inverse(init)``; every read
     returns ``biject_to(constraint).forward(u)``, whose gradient the ELBO's
     backward pass maps back to ``u``.
+
+    ``event_dim`` (Pyro's meaning): the value's rightmost ``event_dim`` dims are one
+    event, and the dims left of them are batch dims that line up with the plates. Inside
+    a plate that subsamples, such a param (of the plate's full size along its dim) is
+    read at the subsampled items only, so per-datum parameters follow the data.
+
+    >>> import numpy as np, minippl
+    >>> minippl.clear_param_store()
+    >>> with minippl.plate("data", 5, subsample=np.array([4, 0])):
+    ...     minippl.param("local", np.arange(5.0), event_dim=0)
+    array([4., 0.])
+    >>> minippl.clear_param_store()
     """
     init = init_tensor if init is None else init
     store = get_param_store()
@@ -59,10 +79,27 @@ def param(name, init=None, constraint=constraints.real, event_dim=None, *, init_
         store.setdefault(name, init() if callable(init) else init, constraint)
     unconstrained = store.get_unconstrained(name)
     transform = constraints.biject_to(store.get_constraint(name))
+    if event_dim is not None and not (isinstance(event_dim, int) and event_dim >= 0):
+        raise ValueError(f"param '{name}': event_dim must be a non-negative int or None, got {event_dim!r}")
     if stack_is_empty():
         return transform.forward(unconstrained)
-    msg = new_message("param", name, transform.forward, args=(unconstrained,), transform=transform)
-    return apply_stack(msg)["value"]
+    msg = new_message("param", name, transform.forward, args=(unconstrained,), transform=transform,
+                      event_dim=event_dim, module_param=_reading_module)
+    return apply_stack(msg)["value"]  # a subsampling plate may have picked its items (plate.py)
+
+
+_reading_module = False  # True while module arrays are read: their layers use the plain arrays
+
+
+@contextlib.contextmanager
+def reading_module_arrays():
+    """Mark the param reads inside as a module's arrays (the tape links them by the plain array)."""
+    global _reading_module
+    previous, _reading_module = _reading_module, True
+    try:
+        yield
+    finally:
+        _reading_module = previous
 
 
 def module(name, nn_module, update_module_params=False):
@@ -76,10 +113,11 @@ def module(name, nn_module, update_module_params=False):
     if update_module_params:
         raise NotImplementedError("module(update_module_params=True): load the param store before training instead")
     store = get_param_store()
-    for path, array in list(nn_module.named_parameters()):
-        full_name = f"{name}$$${path}"
-        store.register_module_array(full_name, array, owner=nn_module, path=path)
-        param(full_name)
+    with reading_module_arrays():
+        for path, array in list(nn_module.named_parameters()):
+            full_name = f"{name}$$${path}"
+            store.register_module_array(full_name, array, owner=nn_module, path=path)
+            param(full_name)
     return nn_module
 
 

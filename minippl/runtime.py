@@ -3,8 +3,9 @@
 Teaches: how ``sample`` and ``param`` become *effects*. A primitive builds a
 message (a dict describing the site) and hands it to the stack of active
 handlers; each handler may read or change it; then a default action fills in
-the value. Builds on nothing but Python; every handler in handlers.py is a
-small subclass of :class:`Messenger`.
+the value. Every handler in handlers.py is a small subclass of :class:`Messenger`.
+The default action of a "call" record (a layer, or NumPy arithmetic on a traced value)
+and the wrapping of what records produce are taught next, in traced.py.
 
 The stack, drawn once (a Python list; its END is the TOP)::
 
@@ -16,12 +17,14 @@ The stack, drawn once (a Python list; its END is the TOP)::
     process_message:     top -> bottom  (plate, then seed, then trace)
     default action:      draw or look up the value, unless a handler already did
     postprocess_message: bottom -> top, over the handlers that processed the message
-                         (so trace, the outermost, records the final message)
+                         (so trace, the outermost, records the message as the default
+                         action left it; a handler above it may still change the value
+                         the caller gets, as a subsampling plate does for a param)
 
 A handler sets ``msg["stop"] = True`` to hide the message from the handlers
 below it (that is how ``block`` works).
 """
-from . import backend
+from . import backend, traced
 
 _STACK = []
 
@@ -105,22 +108,17 @@ def default_process_message(msg):
         sample_shape = msg["kwargs"].get("sample_shape", ())
         if fn.has_rsample:
             # keep the noise: the ELBO's backward pass needs it for rsample_vjp
-            msg["value"], msg["noise"] = fn.rsample_with_noise(sample_shape, rng=rng)
+            value, msg["noise"] = fn.rsample_with_noise(sample_shape, rng=rng)
         else:
-            msg["value"] = fn.sample(sample_shape, rng=rng)
+            value = fn.sample(sample_shape, rng=rng)
+        msg["value"], msg["drawn"] = traced.wrap(value), True  # drawn here: this record produced it
     elif msg["type"] == "plate":
         # a plate's subsample indices: random, so drawn from the seeded generator if any
         msg["value"] = msg["fn"](msg["rng"] or backend.global_rng())
     elif msg["type"] == "call":
-        # a layer: run its forward and keep what its backward will need
-        msg["param_arrays"] = msg["fn"].current_parameters()
-        result = msg["fn"].forward(*msg["args"])
-        if not (isinstance(result, tuple) and len(result) == 2):
-            raise TypeError(f"{type(msg['fn']).__name__}.forward must return (outputs, cache) because the "
-                            f"class defines backward; a module without backward may return outputs alone.")
-        msg["value"], msg["cache"] = result
+        traced.run_call(msg)  # forward on plain arrays, keeping what backward will need
     else:
-        msg["value"] = msg["fn"](*msg["args"], **msg["kwargs"])
+        msg["value"] = traced.wrap(msg["fn"](*msg["args"], **msg["kwargs"]))  # a param read
     msg["done"] = True
 
 

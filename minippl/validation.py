@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from . import backend
+from . import backend, traced
 from .distributions import constraints
 
 # ------------------------------------------------------------------ the switch (Pyro's names)
@@ -212,7 +212,7 @@ def check_sample_site(msg):
     fit the distribution's, and a value that was not drawn here (observed, conditioned,
     replayed from the guide) must lie in the distribution's support.
     """
-    fn, value, name = msg["fn"], msg["value"], msg["name"]
+    fn, value, name = msg["fn"], traced.unwrap(msg["value"]), msg["name"]
     args = fn.arg_arrays()
     what = "observed value" if msg["is_observed"] else "substituted value" if msg.get("substituted") else "value"
     with site_named(name):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from finite_diff import check_vjp
 
-from minippl import runtime
+from minippl import runtime, traced
 from minippl import nn
 from minippl.nn import functional as F
 
@@ -25,8 +25,9 @@ def check_layer(layer, *inputs, outputs=None):
     (the others get a None gradient); by default all, concatenated.
     """
     input_names = [f"input{i}" for i in range(len(inputs))]
-    param_names = [name for name, _ in layer.named_parameters()]
-    point = dict(zip(input_names, inputs), **dict(layer.named_parameters()))
+    named = list(layer.named_parameters()) if isinstance(layer, nn.Module) else []  # ops have none
+    param_names = [name for name, _ in named]
+    point = dict(zip(input_names, inputs), **dict(named))
 
     def run(**values):
         for name in param_names:
@@ -284,9 +285,20 @@ def test_repr():
 
 
 class Recorder(runtime.Messenger):
+    """Collects every message, with values traced as in a gradient run (so ops are recorded too)."""
+
     def __init__(self):
         super().__init__()
         self.msgs = []
+        self._recording = traced.recording()
+
+    def __enter__(self):
+        self._recording.__enter__()
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        super().__exit__(*exc)
+        self._recording.__exit__(*exc)
 
     def postprocess_message(self, msg):
         self.msgs.append(msg)

@@ -6,6 +6,7 @@ import pytest
 
 import minippl
 import minippl.distributions as dist
+from minippl import nn
 from minippl.infer import SVI, GradientCheckError, Trace_ELBO
 from minippl.optim import SGD, Adam, ClippedAdam
 
@@ -74,11 +75,21 @@ def test_leftover_params_warn_once():
         svi.step(X)
 
 
+class Double(nn.Module):
+    """y = 2 z, with a wrong hand-written backward (it forgets the factor 2)."""
+
+    def forward(self, z):
+        return 2.0 * z, None
+
+    def backward(self, cache, grad_y, needs_input_grad):
+        return (grad_y,), {}
+
+
 def test_validate_runs_the_gradient_check_on_the_first_step():
     def broken_model(x):
         z = minippl.sample("z", dist.Normal(0.0, 1.0))
         with minippl.plate("data", len(x)):
-            minippl.sample("x", dist.Normal(2.0 * z, 1.0), obs=x)  # raw NumPy on a traced value
+            minippl.sample("x", dist.Normal(Double()(z), 1.0), obs=x)
 
     svi = SVI(broken_model, guide, Adam({"lr": 0.1}), Trace_ELBO(), validate=True)
     with pytest.raises(GradientCheckError, match="'loc'"):

@@ -23,10 +23,14 @@ argument's gradient is summed back to its own shape (``backend.sum_to_shape``).
 ``rsample_vjp(noise, g, wrt)`` does the same for a reparameterised draw
 ``value = f(args, noise)``. Arguments are stored exactly as passed (the ELBO
 matches gradients to arrays by ``id``), so nothing here copies or converts them.
+
+Traced arguments (traced.py: a param or a sample, or arithmetic on them, during a
+gradient run) are unwrapped as they are stored: every method here computes on plain
+arrays, and :meth:`Distribution.traced_args` gives the tape the traced values back.
 """
 import copy
 
-from .. import backend, validation
+from .. import backend, traced, validation
 from ..backend import broadcast_shapes, shape_of
 from . import constraints
 
@@ -121,6 +125,24 @@ class Distribution:
         self._validate_args = validation.is_validation_enabled() if validate_args is None else bool(validate_args)
         if self._validate_args and self.arg_constraints:
             self._check_args()
+
+    def __setattr__(self, name, value):
+        # a traced argument is stored as its plain array (the math below never sees a traced
+        # value); the traced value is kept, keyed by that array's id, for traced_args()
+        if type(value) is traced.Traced:
+            if "_traced" not in self.__dict__:
+                object.__setattr__(self, "_traced", {})
+            self._traced[id(value.data)] = value
+            value.held_by = type(self).__name__
+            value = value.data
+        object.__setattr__(self, name, value)
+
+    def traced_args(self):
+        """{name: traced value} for the arguments that arrived traced (the tape's links)."""
+        held = self.__dict__.get("_traced")
+        if not held:
+            return {}
+        return {name: held[id(a)] for name, a in self.arg_arrays().items() if id(a) in held}
 
     def _check_args(self):
         """Raise a ValidationError naming the argument that leaves its constraint (NaN, scale <= 0...)."""
@@ -245,6 +267,9 @@ class _Wrapper(Distribution):
 
     def arg_arrays(self):
         return self.base_dist.arg_arrays()
+
+    def traced_args(self):
+        return self.base_dist.traced_args()
 
     def sample(self, sample_shape=(), rng=None):
         return self.base_dist.sample(sample_shape, rng)

@@ -63,29 +63,6 @@ class ToConstrained(Module):
         return f"{self.transform!r}, event_dim={self.event_dim}"
 
 
-class Subsample(Module):
-    """``take(array, indices, axis)``: a guide's full-size parameters at the items a plate drew."""
-
-    def __init__(self, axis):
-        super().__init__()
-        self.axis = int(axis)
-
-    def forward(self, array, indices):
-        xp = backend.array_module(array)
-        return xp.take(array, indices, axis=self.axis), (backend.shape_of(array), indices)
-
-    def backward(self, cache, grad_out, needs_input_grad):
-        # d take(a, idx)[j] / d a[idx[j]] = 1: scatter-add each item's gradient to its row
-        # (add.at, not assignment, so an index drawn twice collects both gradients)
-        if not needs_input_grad[0]:
-            return (None, None), {}
-        shape, indices = cache
-        xp = backend.array_module(grad_out)
-        grad = xp.zeros(shape, grad_out.dtype)
-        xp.add.at(xp.moveaxis(grad, self.axis, 0), indices, xp.moveaxis(grad_out, self.axis, 0))
-        return (grad, None), {}
-
-
 # ---------------------------------------------------------------- initialisation (Pyro's names)
 def _float_zeros(site):
     fn = site["fn"]
@@ -206,8 +183,9 @@ class AutoGuide:
     Calling the guide with the model's arguments runs it (the first call also traces the
     model once, blocked, to find its latent sites) and returns ``{site: value}``.
     Sites inside plates get parameters of the plates' full size and are sampled inside
-    plates of the same name, dim and size; a subsampling plate's items are picked out of
-    the full parameters by a recorded layer, so subsampled models need no extra code.
+    plates of the same name, dim and size; the params are read with ``event_dim``, so a
+    subsampling plate picks its items out of them (plate.py), and subsampled models need
+    no extra code.
     """
 
     def __init__(self, model, *, create_plates=None):
@@ -252,26 +230,17 @@ class AutoGuide:
 
     @contextlib.contextmanager
     def _plates(self, site, indices):
-        """Enter the plates around ``site``; yield a function that picks a subsample from a full array.
+        """Enter the plates around ``site``.
 
         ``indices`` (plate name -> the items drawn in this call) keeps every site of one call
         on the same subsample, as the model will see it through replay.
         """
         with contextlib.ExitStack() as stack:
-            picks = []
             for frame in site.frames:
-                items = stack.enter_context(plate(frame.name, frame.full_size, subsample_size=frame.size,
-                                                  dim=frame.dim, subsample=indices.get(frame.name)))
-                indices[frame.name] = items
-                if frame.size != frame.full_size:
-                    picks.append((frame.dim - site.event_dim, items))
-
-            def pick(array):
-                for axis, items in picks:
-                    array = Subsample(axis)(array, items)
-                return array
-
-            yield pick
+                indices[frame.name] = stack.enter_context(plate(
+                    frame.name, frame.full_size, subsample_size=frame.size, dim=frame.dim,
+                    subsample=indices.get(frame.name)))
+            yield
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError
@@ -318,9 +287,9 @@ class AutoNormal(AutoGuide):
     def forward(self, *args, **kwargs):
         indices, result = {}, {}
         for site in self._sites:
-            with self._plates(site, indices) as pick:
-                loc = pick(param(f"{self.prefix}.locs.{site.name}", event_dim=site.event_dim))
-                scale = pick(param(f"{self.prefix}.scales.{site.name}", event_dim=site.event_dim))
+            with self._plates(site, indices):
+                loc = param(f"{self.prefix}.locs.{site.name}", event_dim=site.event_dim)
+                scale = param(f"{self.prefix}.scales.{site.name}", event_dim=site.event_dim)
                 u = sample(f"{site.name}_unconstrained", Normal(loc, scale).to_event(site.event_dim),
                            infer={"is_auxiliary": True})
                 value, log_density = (u, 0.0) if site.is_real else site.constrain(u)
@@ -367,8 +336,8 @@ class AutoDelta(AutoGuide):
     def forward(self, *args, **kwargs):
         indices, result = {}, {}
         for site in self._sites:
-            with self._plates(site, indices) as pick:
-                value = pick(param(f"{self.prefix}.{site.name}", event_dim=site.event_dim))
+            with self._plates(site, indices):
+                value = param(f"{self.prefix}.{site.name}", event_dim=site.event_dim)
                 result[site.name] = sample(site.name, Delta(value, event_dim=site.event_dim))
         return result
 

@@ -4,8 +4,8 @@ Teaches: the gradient that the tape computes can be checked without knowing
 anything about the model. Hold the random noise fixed (same seed for every
 evaluation), move one param along a random direction d, and compare the
 analytic slope <grad, d> with the central difference of the loss in float64.
-A disagreement names the param; the usual cause is arithmetic done with raw
-NumPy between traced values, which the tape cannot see. Builds on elbo.py.
+A disagreement names the param; the usual cause is a hand-written backward that
+does not match its forward. Builds on elbo.py.
 """
 import numpy as np
 
@@ -47,7 +47,7 @@ def check_gradients(model, guide, *args, loss=None, rng_seed=0, num_directions=2
         def run(want_grads, fixed_log_r=None):
             # float64 params may now meet float32 constants of the model: expected here
             with seed(rng_seed=rng_seed), mixed_precision_allowed():
-                model_trace, guide_trace = get_traces(model, guide_fixed, args64, kwargs64)
+                model_trace, guide_trace = get_traces(model, guide_fixed, args64, kwargs64, record=want_grads)
                 return loss._particle(model_trace, guide_trace, want_grads, fixed_log_r)
 
         base = run(want_grads=True)
@@ -81,9 +81,8 @@ def check_gradients(model, guide, *args, loss=None, rng_seed=0, num_directions=2
         raise GradientCheckError(
             "the hand-propagated ELBO gradient disagrees with finite differences for "
             + "; ".join(bad)
-            + ". Usually a value was computed with raw NumPy between traced values (e.g. "
-            "Normal(a + b * x, s) with a, b sampled): compute it with minippl.nn layers or "
-            "minippl.nn.functional so the tape records it."
+            + ". Usually a hand-written backward (a custom layer's, or a distribution's VJP) does not "
+            "match its forward; check it alone against finite differences (tests/finite_diff.py)."
         )
     return report
 

@@ -10,27 +10,42 @@ hand-written ``log_prob_vjp``; the tape (tape.py) carries them on through
 layers, samplers and param transforms. A guide site that cannot be
 reparameterised (e.g. a Bernoulli) gets the score-function term instead,
 ``stop_grad(log_r) * grad log q(z)``, where ``log_r = log p - log q`` summed
-down to the site's plates, exactly as Pyro does. Builds on tape.py,
-handlers.py and plate.py.
+down to the site's plates, exactly as Pyro does. ``log_r`` is built from the
+scaled log-probs, so the score function itself is not scaled again: for a
+subsample of m of N items, each item's term is weighted N/m once.
+
+The guide and the model run with traced values on (traced.py), so NumPy
+arithmetic between sites is on the tape. Builds on tape.py, handlers.py and plate.py.
 """
 import numpy as np
 
-from .. import backend
+from .. import backend, traced
 from ..handlers import replay, trace
 from ..validation import ValidationError
+from .tape import GradientTape, check_nothing_dangles
 
 
-def get_traces(model, guide, args, kwargs):
-    """Run the guide, then the model with the guide's choices replayed into it."""
-    try:
-        side = "guide"
-        guide_trace = trace(guide).get_trace(*args, **kwargs)
-        side = "model"
-        model_trace = trace(replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
-    except ValidationError as error:
-        error.side = error.side or side  # say which program ran the refused site
-        raise
+def get_traces(model, guide, args, kwargs, record=False):
+    """Run the guide, then the model with the guide's choices replayed into it.
+
+    ``record=True`` (a run whose gradient is wanted): values are traced, and the
+    structural check of tape.py runs on the two traces.
+    """
+    with traced.recording(record):
+        try:
+            side = "guide"
+            guide_trace = trace(guide).get_trace(*args, **kwargs)
+            # how often each drawn value was used before the model ran (the model's own uses are the rest)
+            uses_before_model = {name: site["value"].uses for name, site in guide_trace.sample_sites().items()
+                                 if type(site["value"]) is traced.Traced}
+            side = "model"
+            model_trace = trace(replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+        except ValidationError as error:
+            error.side = error.side or side  # say which program ran the refused site
+            raise
     check_model_guide_match(model_trace, guide_trace)
+    if record:
+        check_nothing_dangles(model_trace, guide_trace, uses_before_model)
     return model_trace, guide_trace
 
 
@@ -124,7 +139,7 @@ class Trace_ELBO:
         """
         total, grads = 0.0, {}
         for _ in range(self.num_particles):
-            model_trace, guide_trace = get_traces(model, guide, args, kwargs)
+            model_trace, guide_trace = get_traces(model, guide, args, kwargs, record=True)
             particle = self._particle(model_trace, guide_trace, want_grads=True)
             total += particle.loss
             for name, g in particle.grads.items():
@@ -154,9 +169,11 @@ class Trace_ELBO:
             log_r = compute_log_r(model_trace, guide_trace, log_probs) if fixed_log_r is None else fixed_log_r
             particle.log_r = log_r
             for name in score_sites:
-                # the surrogate whose gradient we take: -stop(log_r) * log q replaces +log q
-                log_q = log_probs["guide", name]
-                particle.surrogate_loss -= float(np.sum(log_q)) + float(np.sum(log_r[name] * log_q))
+                # the surrogate whose gradient we take: -stop(log_r) * log q replaces +scale * log q;
+                # log_r carries the scale already, so log q here is unscaled and unmasked (as in Pyro)
+                site = guide_trace.nodes[name]
+                particle.surrogate_loss -= float(np.sum(log_probs["guide", name])) + float(
+                    np.sum(log_r[name] * site["unscaled_log_prob"]))
         if want_grads:
             particle.grads = self._backward(model_trace, guide_trace, particle.log_r)
         return particle
@@ -164,7 +181,7 @@ class Trace_ELBO:
     def _site_log_prob(self, side, site, model_trace, guide_trace):
         """The site's scale * mask * log_prob array (None: the term is handled analytically)."""
         try:
-            lp = site["fn"].log_prob(site["value"])
+            lp = site["fn"].log_prob(traced.unwrap(site["value"]))
         except (ValueError, TypeError) as error:  # e.g. NumPy's broadcasting error: say where
             if isinstance(error, ValidationError):
                 raise
@@ -175,6 +192,7 @@ class Trace_ELBO:
                 f"the value's shape end with the event shape and broadcast with the batch shape.",
                 site=site["name"], side=side) from error
         check_log_prob_shape(site, lp)
+        site["unscaled_log_prob"] = lp
         if site["mask"] is not None:
             lp = np.where(site["mask"], lp, 0.0)
         return site["scale"] * lp
@@ -185,26 +203,21 @@ class Trace_ELBO:
     def _site_grads(self, side, site, tape, log_r):
         """d loss / d (value, args) of the site's own term, for the tape."""
         fn, value = site["fn"], site["value"]
+        wrt = list(tape.differentiable_args(fn))
+        if side == "guide" and not is_reparameterized(site):
+            # score function: d/dtheta of -stop(log_r) * log q(z; theta), z held fixed; log_r is
+            # already scaled and masked, so the unscaled log q takes it as is (Pyro's convention)
+            grad_log_prob = cotangent(-log_r[site["name"]], site["unscaled_log_prob"])
+            return fn.log_prob_vjp(traced.unwrap(value), grad_log_prob, wrt) if wrt else {}
         weight = site_weight(site)
-        if side == "model":
-            grad_log_prob = -weight  # L contains -scale * log p
-        elif is_reparameterized(site):
-            grad_log_prob = weight  # L contains +scale * log q
-        else:
-            # score function: d/dtheta of -stop(log_r) * log q(z; theta), z held fixed
-            grad_log_prob = cotangent(-weight * log_r[site["name"]], site["log_prob"])
-            wrt = tape.traced_args(site["name"], fn.arg_arrays())
-            return fn.log_prob_vjp(value, grad_log_prob, wrt) if wrt else {}
-        wrt = tape.traced_args(site["name"], fn.arg_arrays())
+        grad_log_prob = -weight if side == "model" else weight  # L contains -scale log p and +scale log q
         if tape.is_traced(value):
             wrt = ["value"] + wrt
         if not wrt:
             return {}
-        return fn.log_prob_vjp(value, cotangent(grad_log_prob, site["log_prob"]), wrt)
+        return fn.log_prob_vjp(traced.unwrap(value), cotangent(grad_log_prob, site["log_prob"]), wrt)
 
     def _backward(self, model_trace, guide_trace, log_r):
-        from .tape import GradientTape
-
         tape = GradientTape(guide_trace, model_trace)
         for side, tr in (("model", model_trace), ("guide", guide_trace)):
             for msg in reversed(tr.records):

@@ -46,8 +46,8 @@ class TraceMeanField_ELBO(Trace_ELBO):
         guide_site, model_site = site["kl_pair"]
         q, p = guide_site["fn"], model_site["fn"]
         # only this side's arguments: the other side gets its share when the tape reaches it
-        wrt_q = tape.traced_args(site["name"], q.arg_arrays()) if side == "guide" else []
-        wrt_p = tape.traced_args(site["name"], p.arg_arrays()) if side == "model" else []
+        wrt_q = list(tape.differentiable_args(q)) if side == "guide" else []
+        wrt_p = list(tape.differentiable_args(p)) if side == "model" else []
         if not (wrt_q or wrt_p):
             return {}
         grad_kl = cotangent(site_weight(model_site), site["kl"])

@@ -6,7 +6,7 @@ module, so a Bayesian layer's forward, tape record and backward share one weight
 """
 from collections import namedtuple
 
-from .. import primitives
+from .. import primitives, traced
 from ..distributions import constraints
 from ..distributions.distribution import Distribution
 from ..params import get_param_store
@@ -212,7 +212,8 @@ class PyroModule(Module):
             if fullname not in cache:
                 # the store keeps this very array (or, after a load, rebinds the module to its own)
                 store.register_module_array(fullname, getattr(self, name), owner=self, path=name)
-                cache[fullname] = primitives.param(fullname)
+                with primitives.reading_module_arrays():
+                    cache[fullname] = primitives.param(fullname)
         for name in self._module_names:
             child = getattr(self, name)
             fullname = self._pyro_fullname(name)
@@ -267,8 +268,14 @@ def _keep_values_for_backward(cls):
     if not getattr(forward, "_keeps_values", False):
         def forward_keeping_values(self, *inputs):
             with self._pyro_context:
-                values = self.current_parameters()
-                outputs, cache = forward(self, *inputs)
+                # the plain arrays: a layer's own math (and its fused kernels) never sees a traced value
+                values = {name: traced.unwrap(v) for name, v in self.current_parameters().items()}
+                previous = self._pyro_frozen
+                object.__setattr__(self, "_pyro_frozen", values)
+                try:
+                    outputs, cache = forward(self, *inputs)
+                finally:
+                    object.__setattr__(self, "_pyro_frozen", previous)
             return outputs, (cache, values)
 
         forward_keeping_values._keeps_values = True

@@ -7,7 +7,7 @@ only calls layers and needs no backward of its own. Builds on backend.py and run
 """
 import numpy as np
 
-from .. import backend, runtime
+from .. import backend, runtime, traced
 
 
 def _is_float_array(value):
@@ -199,8 +199,8 @@ class Module:
             raise TypeError(f"{type(self).__name__} is a layer: pass its inputs positionally "
                             f"(got keywords {sorted(kwargs)}), the trace records them as a tuple")
         if runtime.stack_is_empty():
-            # nothing is recording: run forward and drop the cache backward would need
-            result = self.forward(*inputs)
+            # nothing is recording: run forward on plain arrays and drop the cache backward would need
+            result = self.forward(*[traced.unwrap(x) for x in inputs])
             if type(result) is not tuple or len(result) != 2:
                 raise TypeError(f"{type(self).__name__}.forward must return (outputs, cache), "
                                 f"because the class defines backward")

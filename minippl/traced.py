@@ -1,0 +1,368 @@
+"""Traced values: NumPy arithmetic between sites, recorded on the tape.
+
+Teaches: micrograd's idea at array granularity. While the ELBO's gradient is being computed,
+every value a record produces (a param read, a sample drawn or replayed, a layer's output) is
+handed to the model as a :class:`Traced` value: the same array, wrapped. NumPy operations on it
+(``a + b * x``, ``np.exp(log_s)``, ``locs[k]``, ``w @ X.T``) run on the plain array and are sent
+through the handler stack as "call" records, exactly like a layer call, so ``trace`` puts them on
+the tape. Each operation's backward is written by hand next to its forward, in ops_elementwise.py
+and ops_arrays.py; the tape (infer/tape.py) reads them backwards like any other record.
+
+Why a thin wrapper and not an ``ndarray`` subclass: a wrapper also carries CuPy arrays; NumPy
+hands it every ufunc and every ``np.*`` function through ``__array_ufunc__`` and
+``__array_function__``, so nothing computes on it unseen (a subclass is silently stripped by
+``np.asarray`` and by C code); and library code must unwrap it on purpose, so the fast kernels
+and the hand-written VJPs only ever see plain arrays.
+
+Nothing dangles silently. A NumPy function with no hand-written VJP raises a ``TypeError`` that
+names it; in-place updates raise. A conversion to a plain value (``np.asarray``, ``float()``,
+``.item()``, ``.astype(int)``) is allowed (printing and plotting need it) but remembered, and the
+ELBO's structural check (infer/tape.py) raises when a param or latent's value reached no record.
+Outside gradient computation (plain sampling, ``Predictive``, ``evaluate_loss``) nothing is
+wrapped, and a leftover traced value computes as a plain array. Builds on runtime.py.
+"""
+import contextlib
+
+import numpy as np
+
+from . import runtime
+
+
+# ---------------------------------------------------------------- when values are traced
+class _State:
+    recording = False  # True while a gradient run's guide and model execute (Trace_ELBO turns it on)
+
+
+def is_recording():
+    return _State.recording
+
+
+@contextlib.contextmanager
+def recording(active=True):
+    """Wrap the values records produce (``active=True``), or compute on plain arrays (False)."""
+    previous, _State.recording = _State.recording, active
+    try:
+        yield
+    finally:
+        _State.recording = previous
+
+
+def unwrap(x):
+    """The plain array inside a traced value; anything else unchanged."""
+    return x.data if type(x) is Traced else x
+
+
+def wrap(value):
+    """A record's output as the model sees it: traced while recording (tuples item by item)."""
+    if not _State.recording:
+        return value
+    if type(value) is tuple:
+        return tuple(wrap(v) for v in value)
+    return Traced(value) if hasattr(value, "shape") and type(value) is not Traced else value
+
+
+def mark_used(values):
+    """Count one use of each traced value among ``values`` (a record consumed it)."""
+    for v in values:
+        if type(v) is Traced:
+            v.uses += 1
+
+
+# ---------------------------------------------------------------- recording one operation
+class Op:
+    """A recorded NumPy operation, with a layer's contract (nn/module.py)::
+
+        forward(*plain_inputs) -> (output, cache)
+        backward(cache, grad_output, needs_input_grad) -> (grad_inputs, {})
+
+    Ops have no parameters; per-call settings (an axis, a shape, an index) live on the instance.
+    """
+
+    __slots__ = ()
+
+    def current_parameters(self):
+        return {}
+
+    def __repr__(self):
+        return type(self).__name__
+
+
+def run_call(msg):
+    """The default action of a "call" record: forward on plain arrays, outputs traced.
+
+    The record keeps the inputs as given (traced values link the tape by identity); forward
+    runs with recording off, so a layer's own arithmetic is never recorded twice.
+    """
+    fn, inputs = msg["fn"], msg["args"]
+    msg["param_arrays"] = fn.current_parameters()
+    with recording(False):
+        result = fn.forward(*[unwrap(x) for x in inputs])
+    if not (isinstance(result, tuple) and len(result) == 2):
+        raise TypeError(f"{type(fn).__name__}.forward must return (outputs, cache) because the "
+                        f"class defines backward; a module without backward may return outputs alone.")
+    mark_used(inputs)
+    mark_used(msg["param_arrays"].values())
+    msg["cache"] = result[1]
+    msg["value"] = wrap(result[0])
+
+
+def apply(op, *inputs):
+    """``op`` on ``inputs``: a record on the tape if one is traced and we are recording."""
+    if _State.recording and any(type(x) is Traced for x in inputs):
+        msg = runtime.new_message("call", None, op, args=inputs)
+        return runtime.apply_stack(msg)["value"]
+    return op.forward(*[unwrap(x) for x in inputs])[0]
+
+
+# ---------------------------------------------------------------- what NumPy may do to a traced value
+UFUNC_OPS = {}  # np ufunc -> Op class taking (a) or (a, b); filled by ops_elementwise.py
+FUNCTION_OPS = {}  # np function -> implementation taking traced values; filled by the ops files
+# These give no gradient (integer, boolean or piecewise-constant results): they compute on the
+# plain arrays and count as a use of their inputs.
+NON_DIFFERENTIABLE = {
+    np.greater, np.greater_equal, np.less, np.less_equal, np.equal, np.not_equal, np.isfinite, np.isnan,
+    np.isinf, np.signbit, np.sign, np.floor, np.ceil, np.rint, np.trunc, np.logical_and, np.logical_or,
+    np.logical_not, np.logical_xor, np.shape, np.ndim, np.size, np.result_type, np.argmax, np.argmin,
+    np.argsort, np.any, np.all, np.count_nonzero, np.nonzero, np.allclose, np.isclose, np.array_equal,
+    np.round, np.iscomplexobj, np.isrealobj, np.may_share_memory, np.shares_memory,
+}
+
+
+def implements(*numpy_functions):
+    """Register the decorated function as what ``numpy_functions`` do to traced values."""
+    def register(implementation):
+        for function in numpy_functions:
+            FUNCTION_OPS[function] = implementation
+        return implementation
+    return register
+
+
+def _unwrap_nested(x):
+    if type(x) is Traced:
+        return x.data
+    if type(x) in (list, tuple):
+        return type(x)(_unwrap_nested(v) for v in x)
+    return x
+
+
+def _mark_nested(x):
+    if type(x) in (list, tuple):
+        for v in x:
+            _mark_nested(v)
+    elif type(x) is Traced:
+        x.uses += 1
+
+
+def _no_vjp(name):
+    supported = sorted({f.__name__ for f in (*UFUNC_OPS, *FUNCTION_OPS)})
+    return TypeError(
+        f"numpy.{name} was applied to a traced value, and minippl has no hand-written derivative for it, "
+        f"so the gradient would be lost. Use the operations that have one ({', '.join(supported)}; the "
+        f"operators + - * / ** @, indexing, and the methods .sum .mean .max .min .cumsum .reshape .T "
+        f".transpose .swapaxes .squeeze .astype .copy), or write the step as a minippl.nn layer with "
+        f"forward and backward.")
+
+
+def _refuse_in_place(what):
+    return TypeError(
+        f"{what} would change a traced value in place, which the tape cannot record (the records that "
+        f"already used it would see another value). Compute a new array instead, e.g. x = x + 1 "
+        f"or np.where(mask, new, x).")
+
+
+class Traced:
+    """An array produced by a record during a gradient run; behaves as the array it holds.
+
+    ``data`` is the plain NumPy or CuPy array. ``uses`` counts the records that consumed it,
+    ``escaped`` says how it was converted to a plain value (if it was), and ``held_by`` names
+    the distribution that stored it: the tape's structural check reads all three.
+    """
+
+    __slots__ = ("data", "uses", "escaped", "held_by")
+
+    def __init__(self, data):
+        self.data = data
+        self.uses = 0
+        self.escaped = None
+        self.held_by = None
+
+    # ------------------------------------------------------------ the same value
+    shape = property(lambda self: self.data.shape)
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: self.data.size)
+    T = property(lambda self: np.transpose(self))
+    mT = property(lambda self: np.swapaxes(self, -1, -2))
+    __hash__ = None  # like an array: unhashable
+
+    def __len__(self):
+        return len(self.data)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self.data)))
+
+    def __repr__(self):
+        return repr(self.data)
+
+    def __str__(self):
+        return str(self.data)
+
+    def __format__(self, spec):
+        return format(self.data, spec)
+
+    # ------------------------------------------------------------ conversions (remembered)
+    def _escape(self, how):
+        self.escaped = self.escaped or how
+        return self.data
+
+    def __array__(self, dtype=None, copy=None):
+        data = self._escape("numpy.asarray / numpy.array")
+        if hasattr(data, "get"):  # CuPy: to the host, as CuPy's own arrays refuse to do silently
+            data = data.get()
+        return data if dtype is None else data.astype(dtype, copy=False)
+
+    def __float__(self):
+        return float(self._escape("float()"))
+
+    def __int__(self):
+        return int(self._escape("int()"))
+
+    def __bool__(self):
+        return bool(self._escape("bool() (an if or while on its value)"))
+
+    def item(self, *args):
+        return self._escape(".item()").item(*args)
+
+    def tolist(self):
+        return self._escape(".tolist()").tolist()
+
+    def astype(self, dtype, copy=True):
+        """A float dtype is a recorded cast; any other is a conversion to a plain array."""
+        if np.dtype(dtype).kind == "f":
+            return FUNCTION_OPS["astype"](self, dtype)
+        return self._escape(f".astype({np.dtype(dtype).name})").astype(dtype)
+
+    # ------------------------------------------------------------ NumPy's two protocols
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if "out" in kwargs:
+            if any(type(o) is Traced for o in kwargs["out"]):
+                raise _refuse_in_place(f"numpy.{ufunc.__name__}(..., out=<traced value>) or an augmented "
+                                       f"assignment (+=, *=, ...)")
+            if _State.recording:
+                raise TypeError(f"numpy.{ufunc.__name__}(..., out=...) would write a traced result into "
+                                f"a plain array, where the tape cannot see it: drop out=.")
+        if not _State.recording:
+            return getattr(ufunc, method)(*_unwrap_nested(inputs), **_unwrap_nested(kwargs))
+        if method == "__call__" and ufunc in NON_DIFFERENTIABLE:
+            _mark_nested(inputs)
+            return ufunc(*_unwrap_nested(inputs), **kwargs)
+        if method == "__call__" and ufunc in UFUNC_OPS and not kwargs:
+            return apply(UFUNC_OPS[ufunc](), *inputs)
+        if method == "reduce" and ufunc in (np.add, np.maximum, np.minimum) and len(inputs) == 1:
+            reduction = {np.add: np.sum, np.maximum: np.max, np.minimum: np.min}[ufunc]
+            return reduction(inputs[0], **kwargs)
+        name = ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}"
+        if kwargs:
+            name += f" with {', '.join(sorted(kwargs))}="
+        raise _no_vjp(name)
+
+    def __array_function__(self, func, types, args, kwargs):
+        if not _State.recording:
+            return func(*_unwrap_nested(args), **_unwrap_nested(kwargs))
+        if func in FUNCTION_OPS:
+            return FUNCTION_OPS[func](*args, **kwargs)
+        if func in NON_DIFFERENTIABLE:
+            _mark_nested(args)
+            return func(*_unwrap_nested(args), **_unwrap_nested(kwargs))
+        raise _no_vjp(func.__name__)
+
+    # ------------------------------------------------------------ operators: NumPy's ufuncs
+    __add__ = lambda self, other: np.add(self, other)  # noqa: E731 (one line each, as NumPy's table)
+    __radd__ = lambda self, other: np.add(other, self)  # noqa: E731
+    __sub__ = lambda self, other: np.subtract(self, other)  # noqa: E731
+    __rsub__ = lambda self, other: np.subtract(other, self)  # noqa: E731
+    __mul__ = lambda self, other: np.multiply(self, other)  # noqa: E731
+    __rmul__ = lambda self, other: np.multiply(other, self)  # noqa: E731
+    __truediv__ = lambda self, other: np.divide(self, other)  # noqa: E731
+    __rtruediv__ = lambda self, other: np.divide(other, self)  # noqa: E731
+    __pow__ = lambda self, other: np.power(self, other)  # noqa: E731
+    __rpow__ = lambda self, other: np.power(other, self)  # noqa: E731
+    __matmul__ = lambda self, other: np.matmul(self, other)  # noqa: E731
+    __rmatmul__ = lambda self, other: np.matmul(other, self)  # noqa: E731
+    __neg__ = lambda self: np.negative(self)  # noqa: E731
+    __pos__ = lambda self: np.positive(self)  # noqa: E731
+    __abs__ = lambda self: np.absolute(self)  # noqa: E731
+    __lt__ = lambda self, other: np.less(self, other)  # noqa: E731
+    __le__ = lambda self, other: np.less_equal(self, other)  # noqa: E731
+    __gt__ = lambda self, other: np.greater(self, other)  # noqa: E731
+    __ge__ = lambda self, other: np.greater_equal(self, other)  # noqa: E731
+    __eq__ = lambda self, other: np.equal(self, other)  # noqa: E731
+    __ne__ = lambda self, other: np.not_equal(self, other)  # noqa: E731
+
+    def _in_place(self, *_):
+        raise _refuse_in_place("an augmented assignment (+=, -=, *=, /=, **=, @=)")
+
+    __iadd__ = __isub__ = __imul__ = __itruediv__ = __ipow__ = __imatmul__ = _in_place
+
+    def __setitem__(self, index, value):
+        raise _refuse_in_place("item assignment (x[...] = ...)")
+
+    def fill(self, value):
+        raise _refuse_in_place("x.fill(...)")
+
+    # ------------------------------------------------------------ methods: NumPy's functions
+    def __getitem__(self, index):
+        return FUNCTION_OPS["getitem"](self, index)
+
+    def sum(self, axis=None, keepdims=False):
+        return np.sum(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        return np.mean(self, axis=axis, keepdims=keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        return np.max(self, axis=axis, keepdims=keepdims)
+
+    def min(self, axis=None, keepdims=False):
+        return np.min(self, axis=axis, keepdims=keepdims)
+
+    def cumsum(self, axis=None):
+        return np.cumsum(self, axis=axis)
+
+    def reshape(self, *shape):
+        return np.reshape(self, shape[0] if len(shape) == 1 else shape)
+
+    def ravel(self):
+        return np.reshape(self, -1)
+
+    flatten = ravel
+
+    def transpose(self, *axes):
+        return np.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
+
+    def swapaxes(self, axis1, axis2):
+        return np.swapaxes(self, axis1, axis2)
+
+    def squeeze(self, axis=None):
+        return np.squeeze(self, axis=axis)
+
+    def clip(self, min=None, max=None):  # noqa: A002 (NumPy's names)
+        return np.clip(self, min, max)
+
+    def dot(self, other):
+        return np.dot(self, other)
+
+    def copy(self):
+        return FUNCTION_OPS["copy"](self)
+
+    def argmax(self, axis=None):
+        return np.argmax(self, axis=axis)
+
+    def argmin(self, axis=None):
+        return np.argmin(self, axis=axis)
+
+    def any(self, axis=None):
+        return np.any(self, axis=axis)
+
+    def all(self, axis=None):
+        return np.all(self, axis=axis)
