@@ -58,6 +58,8 @@ def wrap(value):
         return value
     if type(value) is tuple:
         return tuple(wrap(v) for v in value)
+    if isinstance(value, np.generic):  # NumPy returns scalars for 0-d results: keep an array
+        value = np.asarray(value)
     return Traced(value) if hasattr(value, "shape") and type(value) is not Traced else value
 
 
@@ -154,7 +156,7 @@ def _mark_nested(x):
 
 
 def _no_vjp(name):
-    supported = sorted({f.__name__ for f in (*UFUNC_OPS, *FUNCTION_OPS)})
+    supported = sorted({f.__name__ for f in (*UFUNC_OPS, *FUNCTION_OPS) if not isinstance(f, str)})
     return TypeError(
         f"numpy.{name} was applied to a traced value, and minippl has no hand-written derivative for it, "
         f"so the gradient would be lost. Use the operations that have one ({', '.join(supported)}; the "

@@ -15,6 +15,7 @@ import minippl.distributions as dist
 from minippl import handlers, validation
 from minippl.distributions import constraints
 from minippl.infer import SVI, Trace_ELBO
+from minippl.infer.tape import LostGradientError
 from minippl.optim import Adam
 from minippl.params import ParamStore
 from minippl.validation import NonFiniteError, ValidationError
@@ -306,6 +307,101 @@ def unknown_optimiser_hyperparameter():
     Adam({"learning_rate": 0.1})
 
 
+# ---------------------------------------------------------------- escaping the tape (traced values)
+def normal_model(x):
+    z = minippl.sample("z", dist.Normal(0.0, 1.0))
+    minippl.sample("x", dist.Normal(z, 1.0), obs=x)
+
+
+def guide_with(convert):
+    def guide(x):
+        loc = minippl.param("loc", np.array(0.5))
+        minippl.sample("z", dist.Normal(convert(loc), 1.0))
+    return guide
+
+
+def param_converted_with_asarray():
+    one_step(normal_model, guide_with(np.asarray), np.array(1.0))
+
+
+def param_converted_with_float():
+    one_step(normal_model, guide_with(float), np.array(1.0))
+
+
+def param_converted_with_item():
+    one_step(normal_model, guide_with(lambda loc: loc.item()), np.array(1.0))
+
+
+def param_converted_with_astype_int():
+    one_step(normal_model, guide_with(lambda loc: loc.astype(np.int64)), np.array(1.0))
+
+
+def value_computed_from_a_param_converted():
+    one_step(normal_model, guide_with(lambda loc: np.asarray(2.0 * loc)), np.array(1.0))
+
+
+def latent_converted_in_the_model():
+    def model(x):
+        z = minippl.sample("z", dist.Normal(0.0, 1.0))
+        minippl.sample("x", dist.Normal(float(z), 1.0), obs=x)
+
+    one_step(model, guide_with(lambda loc: loc), np.array(1.0))
+
+
+def numpy_function_without_a_vjp():
+    one_step(normal_model, guide_with(np.arctan), np.array(1.0))
+
+
+def in_place_update_of_a_traced_value():
+    def shift(loc):
+        loc += 1.0
+        return loc
+
+    one_step(normal_model, guide_with(shift), np.array(1.0))
+
+
+def item_assignment_into_a_traced_value():
+    def guide(x):
+        loc = minippl.param("loc", np.zeros(2))
+        loc[0] = 1.0
+        minippl.sample("z", dist.Normal(loc.sum(), 1.0))
+
+    one_step(normal_model, guide, np.array(1.0))
+
+
+class CopyingNormal(dist.Normal):
+    """A user's distribution that copies its argument (so its gradient cannot reach the param)."""
+
+    def __init__(self, loc, scale):
+        super().__init__(np.array(loc, copy=True), scale)
+
+
+def distribution_copying_its_argument():
+    one_step(normal_model, guide_with(lambda loc: loc), np.array(1.0))  # fine
+    one_step(normal_model, lambda x: minippl.sample("z", CopyingNormal(minippl.param("loc"), 1.0)), np.array(1.0))
+
+
+def distribution_used_outside_a_sample_site():
+    def guide(x):
+        loc = minippl.param("loc", np.array(0.5))
+        draw = dist.Normal(loc, 1.0).rsample()  # not a site: the draw is a plain array
+        minippl.sample("z", dist.Delta(draw))
+
+    one_step(normal_model, guide, np.array(1.0))
+
+
+def traced_value_kept_from_an_earlier_step():
+    kept = {}
+
+    def guide(x):
+        loc = kept.setdefault("loc", minippl.param("loc", np.array(0.5)))
+        minippl.sample("z", dist.Normal(loc, 1.0))
+
+    svi = SVI(normal_model, guide, Adam({"lr": 0.1}), Trace_ELBO())
+    svi.step(np.array(1.0))
+    svi.step(np.array(1.0))
+
+
 TABLE = [
     # (wrong program, exception type, key words that must appear in the message)
     (normal_negative_scale, ValidationError, ["Normal", "scale must be > 0", "got -1.0", "constraints.positive"]),
@@ -361,6 +457,21 @@ TABLE = [
                                                         "No parameter was changed"]),
     (corrupt_param_store_file, ValueError, ["params.npz", "not an .npz"]),
     (unknown_optimiser_hyperparameter, ValueError, ["Adam", "learning_rate", "'lr'"]),
+    (param_converted_with_asarray, LostGradientError, ["param 'loc'", "reached no record", "numpy.asarray",
+                                                       "compute with the value itself"]),
+    (param_converted_with_float, LostGradientError, ["param 'loc'", "float()"]),
+    (param_converted_with_item, LostGradientError, ["param 'loc'", ".item()"]),
+    (param_converted_with_astype_int, LostGradientError, ["param 'loc'", ".astype(int64)"]),
+    (value_computed_from_a_param_converted, LostGradientError, ["computed from param 'loc'", "numpy.asarray"]),
+    (latent_converted_in_the_model, LostGradientError, ["sample site 'z'", "no record of the model", "float()",
+                                                        "remove the site"]),
+    (numpy_function_without_a_vjp, TypeError, ["numpy.arctan", "no hand-written derivative", "exp", "minippl.nn layer"]),
+    (in_place_update_of_a_traced_value, TypeError, ["augmented assignment", "in place", "x = x + 1"]),
+    (item_assignment_into_a_traced_value, TypeError, ["item assignment", "in place", "np.where"]),
+    (distribution_copying_its_argument, LostGradientError, ["param 'loc'", "numpy.asarray / numpy.array"]),
+    (distribution_used_outside_a_sample_site, LostGradientError, ["param 'loc'", "passed to Normal",
+                                                                  "no sample site used"]),
+    (traced_value_kept_from_an_earlier_step, RuntimeError, ["earlier run", "read the param"]),
 ]
 
 

@@ -201,6 +201,17 @@ def check_nothing_dangles(model_trace, guide_trace, uses_before_model):
        by a distribution that no sample site used, and reached no record.
     """
     records = [msg for tr in (guide_trace, model_trace) for msg in tr.records]
+    producers = {}
+    for msg in records:
+        for value in produced_values(msg):
+            producers[id(value)] = msg
+    for msg in records:
+        for value in _inputs(msg):
+            if type(value) is Traced and id(value) not in producers:
+                raise LostGradientError(
+                    f"{_describe(msg)} uses a traced value from an earlier run (an earlier step, or an earlier "
+                    f"call of the model), so its gradient has no record to flow to. Do not keep values of one "
+                    f"step for the next: read the param or sample the site again in each run.")
     used_params, read_params = set(), {}
     for msg in records:
         if msg["type"] == "param" and not msg.get("substituted") and not msg.get("module_param") \
@@ -224,10 +235,6 @@ def check_nothing_dangles(model_trace, guide_trace, uses_before_model):
                 f"sample site '{name}': its value reached no record of the model after the site, so the "
                 f"model does not depend on it and its gradient is lost. {_cause(value)} {_FIX} If the "
                 f"model really does not use '{name}', remove the site.")
-    producers = {}
-    for msg in records:
-        for value in produced_values(msg):
-            producers[id(value)] = msg
     for msg in records:
         for value in produced_values(msg):
             if type(value) is Traced and value.uses == 0 and (value.escaped or value.held_by):
@@ -236,6 +243,23 @@ def check_nothing_dangles(model_trace, guide_trace, uses_before_model):
                     raise LostGradientError(
                         f"a value computed from {', '.join(roots)} reached no record, so its gradient "
                         f"is lost. {_cause(value)} {_FIX}")
+
+
+def _inputs(msg):
+    """The values a record consumed."""
+    if msg["type"] == "call":
+        return (*msg["args"], *msg["param_arrays"].values())
+    if msg["type"] == "sample":
+        inputs = tuple(msg["fn"].traced_args().values())
+        return inputs if msg.get("drawn") else inputs + (msg["value"],)
+    return ()
+
+
+def _describe(msg):
+    if msg["type"] == "call":
+        return f"a recorded {msg['fn']!r}" if not hasattr(msg["fn"], "named_parameters") \
+            else f"a call of layer {type(msg['fn']).__name__}"
+    return f"sample site '{msg['name']}'"
 
 
 def _cause(value):
