@@ -23,7 +23,6 @@ from minippl import handlers, nn
 from minippl.infer import SVI, Predictive, Trace_ELBO
 from minippl.infer.autoguide import AutoNormal
 from minippl.nn import PyroModule, PyroSample
-from minippl.nn import functional as F
 from minippl.optim import ClippedAdam
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -58,7 +57,7 @@ class BayesianRegression(PyroModule):
 
     def forward(self, x, y=None):
         sigma = minippl.sample("sigma", dist.Uniform(0.0, 10.0)) if self.noise is None else self.noise
-        mean = F.sum(self.linear(x), axis=-1)  # (N, 1) -> (N,): Pyro's .squeeze(-1), recorded on the tape
+        mean = self.linear(x).squeeze(-1)  # (N, 1) -> (N,), exactly Pyro's line: recorded on the tape
         with minippl.plate("data", x.shape[0]):
             minippl.sample("obs", dist.Normal(mean, sigma), obs=y)
         return mean

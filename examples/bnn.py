@@ -30,7 +30,6 @@ from minippl import handlers, nn
 from minippl.infer import SVI, Predictive, Trace_ELBO
 from minippl.infer.autoguide import AutoNormal, init_to_sample
 from minippl.nn import PyroModule, PyroSample
-from minippl.nn import functional as F
 from minippl.optim import ClippedAdam
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -85,7 +84,7 @@ class BNN(PyroModule):
     def forward(self, x, y=None):
         smooth = self.tanh_out(self.tanh(self.tanh_in(x)))
         ramp = self.relu_out(self.relu(self.relu_in(x)))
-        mean = F.sum(F.add(smooth, ramp), axis=-1)  # (N, 1) -> (N,): a squeeze the tape can follow
+        mean = (smooth + ramp).squeeze(-1)  # (N, 1) -> (N,): plain NumPy, recorded on the tape
         with minippl.plate("data", x.shape[0]):
             minippl.sample("obs", dist.Normal(mean, NOISE), obs=y)
         return mean

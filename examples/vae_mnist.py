@@ -45,7 +45,7 @@ class Encoder(nn.Module):
         x = x.reshape(-1, 784)
         hidden = self.softplus(self.fc1(x))
         z_loc = self.fc21(hidden)
-        z_scale = nn.functional.exp(self.fc22(hidden))
+        z_scale = np.exp(self.fc22(hidden))  # Pyro: torch.exp(self.fc22(hidden))
         return z_loc, z_scale
 
 

@@ -14,6 +14,7 @@ messages (``sample``, ``param``, ...) live in primitives.py.
 import numpy as np
 
 from .runtime import _STACK, Messenger
+from .traced import unwrap
 
 SITE_TYPES = ("sample", "param", "plate")  # named sites; "call" records are the tape
 
@@ -62,7 +63,7 @@ class Trace:
         """Sum of every sample site's scaled, masked log-probability."""
         total = 0.0
         for site in self.sample_sites().values():
-            lp = site["fn"].log_prob(site["value"])
+            lp = site["fn"].log_prob(unwrap(site["value"]))
             if site["mask"] is not None:
                 lp = np.where(site["mask"], lp, 0.0)
             total += site["scale"] * float(lp.sum())

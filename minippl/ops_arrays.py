@@ -186,6 +186,8 @@ def reshape(x, shape=None, **kwargs):
 
 @implements(np.transpose)
 def transpose(x, axes=None):
+    if isinstance(axes, (int, np.integer)):  # np.transpose(x, 0), x.transpose(0): a 1-D array's one axis
+        axes = (axes,)
     return apply(Transpose(axes), x)
 
 
@@ -301,6 +303,8 @@ class Concatenate(Op):
 @implements(np.concatenate)
 def concatenate(arrays, axis=0, **kwargs):
     _no_extra("concatenate", kwargs)
+    if axis is None:  # NumPy joins the flattened arrays: a (recorded) reshape of each, then join along 0
+        arrays, axis = [np.reshape(a, -1) for a in arrays], 0
     return apply(Concatenate(axis, stacked=False), *arrays)
 
 

@@ -402,6 +402,25 @@ def traced_value_kept_from_an_earlier_step():
     svi.step(np.array(1.0))
 
 
+def numpy_arithmetic_on_an_nn_module_array():
+    class Scale(minippl.nn.Module):  # a composite (no backward): x * self.w is not a layer call
+        def __init__(self):
+            super().__init__()
+            self.w = np.ones(1)
+
+        def forward(self, z):
+            return z * self.w
+
+    net = Scale()
+
+    def model(x):
+        minippl.module("net", net)
+        z = minippl.sample("z", dist.Normal(0.0, 1.0))
+        minippl.sample("x", dist.Normal(net(z), 1.0), obs=x)
+
+    one_step(model, guide_with(lambda loc: loc), np.array(1.0))
+
+
 TABLE = [
     # (wrong program, exception type, key words that must appear in the message)
     (normal_negative_scale, ValidationError, ["Normal", "scale must be > 0", "got -1.0", "constraints.positive"]),
@@ -472,6 +491,8 @@ TABLE = [
     (distribution_used_outside_a_sample_site, LostGradientError, ["param 'loc'", "passed to Normal",
                                                                   "no sample site used"]),
     (traced_value_kept_from_an_earlier_step, RuntimeError, ["earlier run", "read the param"]),
+    (numpy_arithmetic_on_an_nn_module_array, LostGradientError, ["param 'net$$$w'", "registered module",
+                                                                 "PyroModule", "layer"]),
 ]
 
 

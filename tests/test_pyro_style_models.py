@@ -184,3 +184,35 @@ def test_bayesian_layer_written_with_matmul_in_a_pyro_module():
     least_squares = np.linalg.lstsq(np.c_[inputs, np.ones(50)], targets, rcond=None)[0]
     np.testing.assert_allclose(median["weight"].ravel(), least_squares[:2], atol=0.02)
     np.testing.assert_allclose(median["bias"], least_squares[2:], atol=0.02)
+
+
+def test_the_readme_taste_prints_what_the_readme_says(capsys):
+    import pathlib
+
+    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    taste = readme[readme.index("## A taste"):]
+    code = taste[taste.index("```python") + len("```python"):taste.index("```\n", taste.index("```python") + 9)]
+    exec(compile(code, "README taste", "exec"), {})
+    printed = capsys.readouterr().out.strip()
+    claimed = next(line for line in code.splitlines() if line.startswith("# {"))[2:]
+    assert printed == claimed
+
+
+def test_plain_arrays_of_a_pyro_module_are_traced_in_its_forward():
+    class PointRegression(PyroModule):  # nn.Parameter-style point estimates used in plain NumPy
+        def __init__(self):
+            super().__init__()
+            self.w, self.b = np.zeros(2), np.zeros(1)
+
+        def forward(self, x, y=None):
+            mean = x @ self.w + self.b
+            with minippl.plate("data", x.shape[0]):
+                minippl.sample("obs", dist.Normal(mean, 0.1), obs=y)
+
+    inputs = RNG.standard_normal((30, 2))
+    targets = inputs @ np.array([0.7, -1.2]) + 0.4
+    model = PointRegression()
+    check_gradients(model, lambda x, y: None, inputs, targets)
+    train(model, lambda x, y: None, inputs, targets, steps=1500, lr=0.05, average_last=1)
+    np.testing.assert_allclose(model.w, [0.7, -1.2], atol=1e-3)  # the module's own arrays were trained
+    np.testing.assert_allclose(model.b, [0.4], atol=1e-3)

@@ -193,8 +193,7 @@ def check_nothing_dangles(model_trace, guide_trace, uses_before_model):
 
     Three rules, read off the ``uses`` counters of traced values (traced.py):
 
-    1. a param read in the model or guide (not a module's array: its layers use it) whose
-       every read reached no record;
+    1. a param whose every read reached no record (for a module's array: no layer used it);
     2. a latent site, drawn by the guide with a pathwise gradient, whose value reached no
        record of the model after the site itself;
     3. a value derived from a param or a latent that was converted to a plain array, or stored
@@ -212,18 +211,26 @@ def check_nothing_dangles(model_trace, guide_trace, uses_before_model):
                     f"{_describe(msg)} uses a traced value from an earlier run (an earlier step, or an earlier "
                     f"call of the model), so its gradient has no record to flow to. Do not keep values of one "
                     f"step for the next: read the param or sample the site again in each run.")
+    layer_arrays = {id(a) for msg in records if msg["type"] == "call" for a in msg["param_arrays"].values()}
     used_params, read_params = set(), {}
     for msg in records:
-        if msg["type"] == "param" and not msg.get("substituted") and not msg.get("module_param") \
-                and type(msg["value"]) is Traced:
-            read_params.setdefault(msg["name"], msg["value"])
-            if msg["value"].uses:
+        if msg["type"] == "param" and not msg.get("substituted") and type(msg["value"]) is Traced:
+            read_params.setdefault(msg["name"], msg)
+            if msg["value"].uses or id(msg["value"].data) in layer_arrays:
                 used_params.add(msg["name"])
-    for name, value in read_params.items():
-        if name not in used_params:
+    for name, msg in read_params.items():
+        if name in used_params:
+            continue
+        if msg.get("module_param"):
             raise LostGradientError(
-                f"param '{name}' was read, but its value reached no record, so it gets no gradient and "
-                f"would never be trained. {_cause(value)} {_FIX} If the param is not needed, do not read it.")
+                f"param '{name}' is an array of a registered module, but no layer call and no recorded "
+                f"operation used it, so it would never be trained. A module computes with its arrays "
+                f"through layers (a minippl.nn class with backward); NumPy arithmetic on self.<array> in "
+                f"a forward without backward is not recorded unless the module is a PyroModule. If that "
+                f"part of the network is not used here, register only the part that is.")
+        raise LostGradientError(
+            f"param '{name}' was read, but its value reached no record, so it gets no gradient and "
+            f"would never be trained. {_cause(msg['value'])} {_FIX} If the param is not needed, do not read it.")
     guide_sites = guide_trace.nodes
     for name, site in model_trace.sample_sites().items():
         drawn = guide_sites.get(name)
