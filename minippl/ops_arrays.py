@@ -200,10 +200,13 @@ def swapaxes(x, axis1, axis2):
 
 @implements(np.moveaxis)
 def moveaxis(x, source, destination):
-    """One axis moved (ints only): a transpose by the permutation that moves it."""
+    """Axes moved (ints or tuples of them): a transpose by the permutation that moves them."""
     ndim = np.ndim(unwrap(x))
-    order = [a for a in range(ndim) if a != source % ndim]
-    order.insert(destination % ndim, source % ndim)
+    source = [a % ndim for a in np.atleast_1d(source)]
+    destination = [a % ndim for a in np.atleast_1d(destination)]
+    order = [a for a in range(ndim) if a not in source]
+    for to, moved in sorted(zip(destination, source)):  # as NumPy: fill the destinations left to right
+        order.insert(to, moved)
     return apply(Transpose(tuple(order)), x)
 
 

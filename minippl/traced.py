@@ -262,6 +262,7 @@ class Traced:
             return apply(UFUNC_OPS[ufunc](), *inputs)
         if method == "reduce" and ufunc in (np.add, np.maximum, np.minimum) and len(inputs) == 1:
             reduction = {np.add: np.sum, np.maximum: np.max, np.minimum: np.min}[ufunc]
+            kwargs.setdefault("axis", 0)  # a ufunc's reduce runs along axis 0 unless told otherwise
             return reduction(inputs[0], **kwargs)
         name = ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}"
         if kwargs:

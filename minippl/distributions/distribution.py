@@ -142,7 +142,11 @@ class Distribution:
         held = self.__dict__.get("_traced")
         if not held:
             return {}
-        return {name: held[id(a)] for name, a in self.arg_arrays().items() if id(a) in held}
+        found = self.__dict__.get("_traced_args")
+        if found is None:  # arguments never change after __init__: look them up once
+            found = {name: held[id(a)] for name, a in self.arg_arrays().items() if id(a) in held}
+            object.__setattr__(self, "_traced_args", found)
+        return found
 
     def _check_args(self):
         """Raise a ValidationError naming the argument that leaves its constraint (NaN, scale <= 0...)."""

@@ -199,25 +199,29 @@ def check_nothing_dangles(model_trace, guide_trace, uses_before_model):
     3. a value derived from a param or a latent that was converted to a plain array, or stored
        by a distribution that no sample site used, and reached no record.
     """
-    records = [msg for tr in (guide_trace, model_trace) for msg in tr.records]
-    producers = {}
-    for msg in records:
-        for value in produced_values(msg):
-            producers[id(value)] = msg
-    for msg in records:
+    producers, layer_arrays, consumed, used_params, read_params = {}, set(), [], set(), {}
+    for tr in (guide_trace, model_trace):
+        for msg in tr.records:
+            kind = msg["type"]
+            if kind == "call":
+                consumed.append(msg)
+                layer_arrays.update(id(a) for a in msg["param_arrays"].values())
+            elif kind == "sample":
+                consumed.append(msg)
+            elif kind == "param" and not msg.get("substituted") and type(msg["value"]) is Traced:
+                read_params.setdefault(msg["name"], msg)
+                if msg["value"].uses:
+                    used_params.add(msg["name"])
+            for value in produced_values(msg):
+                producers[id(value)] = msg
+    for msg in consumed:
         for value in _inputs(msg):
             if type(value) is Traced and id(value) not in producers:
                 raise LostGradientError(
                     f"{_describe(msg)} uses a traced value from an earlier run (an earlier step, or an earlier "
                     f"call of the model), so its gradient has no record to flow to. Do not keep values of one "
                     f"step for the next: read the param or sample the site again in each run.")
-    layer_arrays = {id(a) for msg in records if msg["type"] == "call" for a in msg["param_arrays"].values()}
-    used_params, read_params = set(), {}
-    for msg in records:
-        if msg["type"] == "param" and not msg.get("substituted") and type(msg["value"]) is Traced:
-            read_params.setdefault(msg["name"], msg)
-            if msg["value"].uses or id(msg["value"].data) in layer_arrays:
-                used_params.add(msg["name"])
+    used_params.update(name for name, msg in read_params.items() if id(msg["value"].data) in layer_arrays)
     for name, msg in read_params.items():
         if name in used_params:
             continue
@@ -242,7 +246,7 @@ def check_nothing_dangles(model_trace, guide_trace, uses_before_model):
                 f"sample site '{name}': its value reached no record of the model after the site, so the "
                 f"model does not depend on it and its gradient is lost. {_cause(value)} {_FIX} If the "
                 f"model really does not use '{name}', remove the site.")
-    for msg in records:
+    for msg in consumed:  # the values records produced: outputs of calls, draws of sample sites
         for value in produced_values(msg):
             if type(value) is Traced and value.uses == 0 and (value.escaped or value.held_by):
                 roots = _roots(value, producers)
