@@ -2,8 +2,9 @@
 
 Every trainer builds the same model (784-400-50, softplus, Normal latent, Bernoulli pixels / 255,
 batch 256 reshuffled each epoch, Adam 1e-3, one-particle Trace_ELBO, float32) in its own way:
-minippl (either backend) through examples/vae_mnist.py exactly as users run it, Pyro and NumPyro
-as their own examples write it, the hand-written step of vae_plain_step.py, and the GEMM floor.
+minippl (either backend) through examples/vae_mnist.py exactly as users run it (this tree's, or
+another checkout's minippl and examples/ after use_tree: vae_epoch.py's --baseline), Pyro and
+NumPyro as their own examples write it, the hand-written step of vae_plain_step.py, and the GEMM floor.
 Pyro, torch, NumPyro and JAX are imported only inside their trainers.
 """
 import pathlib
@@ -11,13 +12,49 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BATCH, HIDDEN, Z_DIM, LR = 256, 400, 50, 1e-3
+EXAMPLES = ROOT / "examples"  # where vae_mnist.py and mnist.py come from: use_tree() points it elsewhere
+
+
+def use_tree(tree):
+    """Make this process import minippl, and the VAE example, from another checkout at ``tree``.
+
+    Call before anything imports minippl. ``PYTHONPATH=tree`` alone is not enough: it finds
+    ``tree/minippl``, but setup.cfg installs ``kernels/`` as ``minippl.kernels`` (package_dir), and
+    the editable install's finder would still answer that name with THIS tree's kernels/. So a
+    finder put first on ``sys.meta_path`` maps both names into ``tree``, as the install maps them.
+    """
+    import importlib.util
+
+    global EXAMPLES
+    tree = pathlib.Path(tree).resolve()
+    folders = {"minippl": tree / "minippl", "minippl.kernels": tree / "kernels"}
+
+    class TreeFinder:
+        @staticmethod
+        def find_spec(fullname, path=None, target=None):
+            folder = folders.get(fullname)
+            if folder is None or not (folder / "__init__.py").is_file():
+                return None
+            return importlib.util.spec_from_file_location(fullname, folder / "__init__.py",
+                                                          submodule_search_locations=[str(folder)])
+
+    sys.meta_path.insert(0, TreeFinder)
+    EXAMPLES = tree / "examples"
+
+
+def minippl_outside(tree):
+    """The loaded minippl modules whose file is not inside ``tree`` (empty when the right checkout ran)."""
+    tree = pathlib.Path(tree).resolve()
+    return sorted(name for name, module in list(sys.modules.items())
+                  if name.split(".")[0] == "minippl" and getattr(module, "__file__", None)
+                  and tree not in pathlib.Path(module.__file__).resolve().parents)
 
 
 def load_pixels(train_limit):
     """uint8 MNIST training images -> float32 (N, 784) in [0, 1], as examples/vae_mnist.py prepares them."""
     import numpy as np
 
-    sys.path.insert(0, str(ROOT / "examples"))
+    sys.path.insert(0, str(EXAMPLES))
     from mnist import load_mnist
 
     images = load_mnist()[0][:train_limit]
