@@ -204,7 +204,7 @@ def main(argv=None):
         return worker(args.worker, args)
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from vae_epoch import ForeignLoad, cpu_name
+    from vae_epoch import ForeignLoad, cpu_name, load
 
     pythons = {"minippl": sys.executable}
     if "pyro" in args.systems:
@@ -244,11 +244,6 @@ def main(argv=None):
         pathlib.Path(args.json).write_text(json.dumps(table, indent=2) + "\n")
         print(f"wrote {args.json}")
     return table
-
-
-def load(run):
-    value = run.get("foreign_load")
-    return "?" if value is None else f"{value:.2f}"
 
 
 def tabulate(systems, runs, infos, args):

@@ -10,7 +10,7 @@ Builds on traced.py.
 import numpy as np
 
 from .backend import array_module, shape_of, sum_to_shape
-from .traced import FUNCTION_OPS, UFUNC_OPS, Op, apply, implements
+from .traced import UFUNC_OPS, Op, apply, implements
 
 
 # ---------------------------------------------------------------- one input: y = f(x), cache (x, y)

@@ -16,6 +16,7 @@ from minippl.infer import SVI, Trace_ELBO, check_gradients
 from minippl.infer.autoguide import AutoNormal
 from minippl.nn import PyroModule, PyroSample
 from minippl.optim import Adam
+from simple_models import model  # z ~ N(0, 1), x_i ~ N(z, 1)  # noqa: E402  (tests/ is on sys.path)
 
 RNG = np.random.default_rng(0)
 
@@ -71,11 +72,6 @@ def test_a_plus_b_x_regression_reaches_the_exact_posterior():
 # ---------------------------------------------------------------- np.exp(log_scale) in a guide
 def test_exp_of_a_log_scale_param_in_the_guide():
     data = 3.0 + RNG.standard_normal(20)
-
-    def model(x):
-        z = minippl.sample("z", dist.Normal(0.0, 1.0))
-        with minippl.plate("data", len(x)):
-            minippl.sample("x", dist.Normal(z, 1.0), obs=x)
 
     def guide(x):
         loc = minippl.param("loc", np.array(0.0))
