@@ -212,3 +212,19 @@ def test_plain_arrays_of_a_pyro_module_are_traced_in_its_forward():
     train(model, lambda x, y: None, inputs, targets, steps=1500, lr=0.05, average_last=1)
     np.testing.assert_allclose(model.w, [0.7, -1.2], atol=1e-3)  # the module's own arrays were trained
     np.testing.assert_allclose(model.b, [0.4], atol=1e-3)
+
+
+def test_deterministic_of_traced_arithmetic_trains_and_predictive_returns_it():
+    from minippl.infer import Predictive
+
+    def model(x, y=None):
+        a = minippl.sample("a", dist.Normal(0.0, PRIOR_SCALE))
+        b = minippl.sample("b", dist.Normal(0.0, PRIOR_SCALE))
+        mean = minippl.deterministic("mean", a + b * x)  # Pyro's Predictive tutorial records the mean
+        with minippl.plate("data", len(x)):
+            minippl.sample("obs", dist.Normal(mean, SIGMA), obs=y)
+
+    params = train(model, regression_guide, X, Y, steps=1500, lr=0.05, average_last=1)
+    samples = Predictive(model, guide=regression_guide, num_samples=50)(X, None)
+    assert samples["mean"].shape == (50, len(X)) and type(samples["mean"]) is np.ndarray
+    np.testing.assert_allclose(samples["mean"].mean(0), params["a_loc"] + params["b_loc"] * X, atol=0.1)
