@@ -124,6 +124,20 @@ def min_(x, axis=None, keepdims=False, **kwargs):
     return apply(Extreme("min", axis, keepdims), x)
 
 
+@implements(np.var)
+def var(x, axis=None, ddof=0, keepdims=False, **kwargs):
+    """sum((x - mean)^2) / (n - ddof), composed of recorded ops (so its VJP is theirs, composed)."""
+    _no_extra("var", kwargs)
+    count = int(np.prod([np.shape(unwrap(x))[a] for a in _normalize_axes(axis, np.ndim(unwrap(x)))]))
+    centred = x - np.mean(x, axis=axis, keepdims=True)
+    return np.sum(centred * centred, axis=axis, keepdims=keepdims) / (count - ddof)
+
+
+@implements(np.std)
+def std(x, axis=None, ddof=0, keepdims=False, **kwargs):
+    return np.sqrt(var(x, axis=axis, ddof=ddof, keepdims=keepdims, **kwargs))
+
+
 @implements(np.cumsum)
 def cumsum(x, axis=None, **kwargs):
     _no_extra("cumsum", kwargs)
@@ -182,6 +196,12 @@ def reshape(x, shape=None, **kwargs):
     shape = kwargs.pop("newshape", shape)
     _no_extra("reshape", {k: v for k, v in kwargs.items() if k != "order" or v != "C"})
     return apply(Reshape(shape), x)
+
+
+@implements(np.ravel)
+def ravel(x, order="C"):
+    _no_extra("ravel", {} if order == "C" else {"order": order})
+    return apply(Reshape(-1), x)
 
 
 @implements(np.transpose)

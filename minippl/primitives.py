@@ -43,7 +43,6 @@ def sample(name, fn, obs=None, infer=None, sample_shape=()):
         traced.mark_used(msg["fn"].traced_args().values())
         if not msg.get("drawn"):
             traced.mark_used((msg["value"],))
-        msg["uses_after_site"] = getattr(msg["value"], "uses", None)  # later records add to it
     return msg["value"]
 
 

@@ -111,14 +111,16 @@ def default_process_message(msg):
             value, msg["noise"] = fn.rsample_with_noise(sample_shape, rng=rng)
         else:
             value = fn.sample(sample_shape, rng=rng)
-        msg["value"], msg["drawn"] = traced.wrap(value), True  # drawn here: this record produced it
+        # drawn here: this record produced it; a reparameterised draw carries its gradient on
+        root = f"sample site '{msg['name']}'" if fn.has_rsample else None
+        msg["value"], msg["drawn"] = traced.wrap(value, root), True
     elif msg["type"] == "plate":
         # a plate's subsample indices: random, so drawn from the seeded generator if any
         msg["value"] = msg["fn"](msg["rng"] or backend.global_rng())
     elif msg["type"] == "call":
         traced.run_call(msg)  # forward on plain arrays, keeping what backward will need
     else:
-        msg["value"] = traced.wrap(msg["fn"](*msg["args"], **msg["kwargs"]))  # a param read
+        msg["value"] = traced.wrap_param_read(msg["fn"](*msg["args"], **msg["kwargs"]), msg["name"])
     msg["done"] = True
 
 

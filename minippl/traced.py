@@ -14,12 +14,15 @@ hands it every ufunc and every ``np.*`` function through ``__array_ufunc__`` and
 ``np.asarray`` and by C code); and library code must unwrap it on purpose, so the fast kernels
 and the hand-written VJPs only ever see plain arrays.
 
-Nothing dangles silently. A NumPy function with no hand-written VJP raises a ``TypeError`` that
-names it; in-place updates raise. A conversion to a plain value (``np.asarray``, ``float()``,
-``.item()``, ``.astype(int)``) is allowed (printing and plotting need it) but remembered, and the
-ELBO's structural check (infer/tape.py) raises when a param or latent's value reached no record.
-Outside gradient computation (plain sampling, ``Predictive``, ``evaluate_loss``) nothing is
-wrapped, and a leftover traced value computes as a plain array. Builds on runtime.py.
+Nothing dangles silently. Each traced value knows the first param or reparameterised site it
+was computed from (its ``root``). A NumPy function with no hand-written VJP raises a ``TypeError``
+that names it; an in-place update raises; and converting a value that carries a gradient to a
+plain one (``np.asarray``, ``float()``, ``.item()``, ``.astype(int)``) raises
+:class:`LostGradientError` on that very line, naming its root. Printing needs no conversion
+(``print(x)``, f-strings), and a value with no gradient (a discrete draw) converts freely. The
+ELBO's structural check (infer/tape.py) catches the rest. Outside gradient computation (plain
+sampling, ``Predictive``, ``evaluate_loss``) nothing is wrapped, and a leftover traced value
+computes as a plain array. Builds on runtime.py.
 """
 import contextlib
 
@@ -28,9 +31,14 @@ import numpy as np
 from . import runtime
 
 
+class LostGradientError(RuntimeError):
+    """A value that carries a gradient left the tape, so its gradient would be silently lost."""
+
+
 # ---------------------------------------------------------------- when values are traced
 class _State:
     recording = False  # True while a gradient run's guide and model execute (Trace_ELBO turns it on)
+    param_reads = {}  # id(plain array) -> its traced read, this run: a module's arrays (nn/module.py)
 
 
 def is_recording():
@@ -40,11 +48,14 @@ def is_recording():
 @contextlib.contextmanager
 def recording(active=True):
     """Wrap the values records produce (``active=True``), or compute on plain arrays (False)."""
-    previous, _State.recording = _State.recording, active
+    previous = _State.recording, _State.param_reads
+    _State.recording = active
+    if active and not previous[0]:
+        _State.param_reads = {}  # a new gradient run
     try:
         yield
     finally:
-        _State.recording = previous
+        _State.recording, _State.param_reads = previous
 
 
 def unwrap(x):
@@ -52,15 +63,36 @@ def unwrap(x):
     return x.data if type(x) is Traced else x
 
 
-def wrap(value):
-    """A record's output as the model sees it: traced while recording (tuples item by item)."""
+def wrap(value, root=None):
+    """A record's output as the model sees it: traced while recording (tuples item by item).
+
+    ``root`` names where its gradient goes ("param 'loc'"); None for a value without one.
+    """
     if not _State.recording:
         return value
     if type(value) is tuple:
-        return tuple(wrap(v) for v in value)
+        return tuple(wrap(v, root) for v in value)
     if isinstance(value, np.generic):  # NumPy returns scalars for 0-d results: keep an array
         value = np.asarray(value)
-    return Traced(value) if hasattr(value, "shape") and type(value) is not Traced else value
+    return Traced(value, root) if hasattr(value, "shape") and type(value) is not Traced else value
+
+
+def wrap_param_read(value, name):
+    """A param read, traced; remembered by its plain array, which a module's forward may hold."""
+    read = wrap(value, f"param '{name}'")
+    if type(read) is Traced:
+        _State.param_reads[id(value)] = read
+    return read
+
+
+def traced_read_of(array):
+    """The traced read of a param's plain array in this gradient run, or None."""
+    return _State.param_reads.get(id(array))
+
+
+def root_of(values):
+    """The first root among traced ``values`` (None if none carries a gradient)."""
+    return next((v.root for v in values if type(v) is Traced and v.root), None)
 
 
 def mark_used(values):
@@ -104,8 +136,11 @@ def run_call(msg):
                         f"class defines backward; a module without backward may return outputs alone.")
     mark_used(inputs)
     mark_used(msg["param_arrays"].values())
+    root = root_of(inputs) or root_of(msg["param_arrays"].values())
+    if root is None and msg["param_arrays"]:
+        root = f"the parameters of a {type(fn).__name__} layer"
     msg["cache"] = result[1]
-    msg["value"] = wrap(result[0])
+    msg["value"] = wrap(result[0], root)
 
 
 def apply(op, *inputs):
@@ -127,6 +162,7 @@ NON_DIFFERENTIABLE = {
     np.logical_not, np.logical_xor, np.shape, np.ndim, np.size, np.result_type, np.argmax, np.argmin,
     np.argsort, np.any, np.all, np.count_nonzero, np.nonzero, np.allclose, np.isclose, np.array_equal,
     np.round, np.iscomplexobj, np.isrealobj, np.may_share_memory, np.shares_memory,
+    np.zeros_like, np.ones_like, np.full_like, np.empty_like,  # constants of the value's shape
 }
 
 
@@ -155,37 +191,48 @@ def _mark_nested(x):
         x.uses += 1
 
 
+def _full_name(function):
+    """``numpy.exp``, ``numpy.linalg.inv``, ``scipy.special.expit``: where a function comes from."""
+    if isinstance(function, np.ufunc):
+        return f"numpy.{function.__name__}" if getattr(np, function.__name__, None) is function \
+            else f"the ufunc {function.__name__} (not NumPy's own)"
+    module = getattr(function, "__module__", None) or "numpy"
+    return f"{module.replace('._core', '').replace('.lib._', '.').split('._')[0]}.{function.__name__}"
+
+
 def _no_vjp(name):
     supported = sorted({f.__name__ for f in (*UFUNC_OPS, *FUNCTION_OPS) if not isinstance(f, str)})
     return TypeError(
-        f"numpy.{name} was applied to a traced value, and minippl has no hand-written derivative for it, "
+        f"{name} was applied to a traced value, and minippl has no hand-written derivative for it, "
         f"so the gradient would be lost. Use the operations that have one ({', '.join(supported)}; the "
         f"operators + - * / ** @, indexing, and the methods .sum .mean .max .min .cumsum .reshape .T "
-        f".transpose .swapaxes .squeeze .astype .copy), or write the step as a minippl.nn layer with "
-        f"forward and backward.")
+        f".transpose .swapaxes .squeeze .ravel .astype .copy .var .std), or write the step as a "
+        f"minippl.nn layer with forward and backward.")
 
 
-def _refuse_in_place(what):
+def _refuse_in_place(what, value=None):
+    source = f" (computed from {value.root})" if value is not None and value.root else ""
     return TypeError(
-        f"{what} would change a traced value in place, which the tape cannot record (the records that "
-        f"already used it would see another value). Compute a new array instead, e.g. x = x + 1 "
+        f"{what} would change a traced value{source} in place, which the tape cannot record (the records "
+        f"that already used it would see another value). Compute a new array instead, e.g. x = x + 1 "
         f"or np.where(mask, new, x).")
 
 
 class Traced:
     """An array produced by a record during a gradient run; behaves as the array it holds.
 
-    ``data`` is the plain NumPy or CuPy array. ``uses`` counts the records that consumed it,
-    ``escaped`` says how it was converted to a plain value (if it was), and ``held_by`` names
-    the distribution that stored it: the tape's structural check reads all three.
+    ``data`` is the plain NumPy or CuPy array; ``root`` names the first param or reparameterised
+    site its gradient goes to (None: it carries none, e.g. a discrete draw). ``uses`` counts the
+    records that consumed it and ``held_by`` names the distribution that stored it: the tape's
+    structural check reads both.
     """
 
-    __slots__ = ("data", "uses", "escaped", "held_by")
+    __slots__ = ("data", "root", "uses", "held_by")
 
-    def __init__(self, data):
+    def __init__(self, data, root=None):
         self.data = data
+        self.root = root
         self.uses = 0
-        self.escaped = None
         self.held_by = None
 
     # ------------------------------------------------------------ the same value
@@ -212,9 +259,26 @@ class Traced:
     def __format__(self, spec):
         return format(self.data, spec)
 
-    # ------------------------------------------------------------ conversions (remembered)
+    def __round__(self, ndigits=None):  # for printing: a rounded value has no gradient anyway
+        self.uses += 1
+        return round(self.data[()] if self.data.ndim == 0 else self.data, ndigits)
+
+    def __copy__(self):
+        return self.copy()
+
+    def __deepcopy__(self, memo):
+        return self.copy()
+
+    # ------------------------------------------------------------ conversions
     def _escape(self, how):
-        self.escaped = self.escaped or how
+        """The plain value, unless that would drop a gradient that is being computed: then raise."""
+        if _State.recording and self.root:
+            raise LostGradientError(
+                f"{how} converted a value computed from {self.root} to a plain value while its gradient is "
+                f"being computed, so that gradient would be lost. Fix: compute with the value itself (NumPy "
+                f"arithmetic on it is recorded); print(x) and f-strings need no conversion, and for plots "
+                f"convert after svi.step(). A distribution must store its arguments as given, not copies.")
+        self.uses += 1
         return self.data
 
     def __array__(self, dtype=None, copy=None):
@@ -228,6 +292,9 @@ class Traced:
 
     def __int__(self):
         return int(self._escape("int()"))
+
+    def __index__(self):  # a sampled category as a Python index: [a, b, c][k], range(k)
+        return int(np.asarray(self._escape("an index")).item())
 
     def __bool__(self):
         return bool(self._escape("bool() (an if or while on its value)"))
@@ -247,12 +314,15 @@ class Traced:
     # ------------------------------------------------------------ NumPy's two protocols
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         if "out" in kwargs:
-            if any(type(o) is Traced for o in kwargs["out"]):
+            mine = next((o for o in kwargs["out"] if type(o) is Traced), None)
+            if mine is not None:
                 raise _refuse_in_place(f"numpy.{ufunc.__name__}(..., out=<traced value>) or an augmented "
-                                       f"assignment (+=, *=, ...)")
+                                       f"assignment (+=, *=, ...)", mine)
             if _State.recording:
-                raise TypeError(f"numpy.{ufunc.__name__}(..., out=...) would write a traced result into "
-                                f"a plain array, where the tape cannot see it: drop out=.")
+                raise TypeError(
+                    f"an augmented assignment into a plain array (m += x, m *= x, ...) or numpy."
+                    f"{ufunc.__name__}(..., out=m) would write a traced result into the plain array m, where "
+                    f"the tape cannot see it. Write m = m + x (a new, traced array) instead.")
         if not _State.recording:
             return getattr(ufunc, method)(*_unwrap_nested(inputs), **_unwrap_nested(kwargs))
         if method == "__call__" and ufunc in NON_DIFFERENTIABLE:
@@ -264,7 +334,7 @@ class Traced:
             reduction = {np.add: np.sum, np.maximum: np.max, np.minimum: np.min}[ufunc]
             kwargs.setdefault("axis", 0)  # a ufunc's reduce runs along axis 0 unless told otherwise
             return reduction(inputs[0], **kwargs)
-        name = ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}"
+        name = _full_name(ufunc) if method == "__call__" else f"{_full_name(ufunc)}.{method}"
         if kwargs:
             name += f" with {', '.join(sorted(kwargs))}="
         raise _no_vjp(name)
@@ -277,7 +347,7 @@ class Traced:
         if func in NON_DIFFERENTIABLE:
             _mark_nested(args)
             return func(*_unwrap_nested(args), **_unwrap_nested(kwargs))
-        raise _no_vjp(func.__name__)
+        raise _no_vjp(_full_name(func))
 
     # ------------------------------------------------------------ operators: NumPy's ufuncs
     __add__ = lambda self, other: np.add(self, other)  # noqa: E731 (one line each, as NumPy's table)
@@ -303,34 +373,43 @@ class Traced:
     __ne__ = lambda self, other: np.not_equal(self, other)  # noqa: E731
 
     def _in_place(self, *_):
-        raise _refuse_in_place("an augmented assignment (+=, -=, *=, /=, **=, @=)")
+        raise _refuse_in_place("an augmented assignment (+=, -=, *=, /=, **=, @=)", self)
 
     __iadd__ = __isub__ = __imul__ = __itruediv__ = __ipow__ = __imatmul__ = _in_place
 
     def __setitem__(self, index, value):
-        raise _refuse_in_place("item assignment (x[...] = ...)")
+        raise _refuse_in_place("item assignment (x[...] = ...)", self)
 
     def fill(self, value):
-        raise _refuse_in_place("x.fill(...)")
+        raise _refuse_in_place("x.fill(...)", self)
 
     # ------------------------------------------------------------ methods: NumPy's functions
     def __getitem__(self, index):
         return FUNCTION_OPS["getitem"](self, index)
 
-    def sum(self, axis=None, keepdims=False):
-        return np.sum(self, axis=axis, keepdims=keepdims)
+    def sum(self, axis=None, keepdims=False, **kwargs):
+        return np.sum(self, axis=axis, keepdims=keepdims, **kwargs)
 
-    def mean(self, axis=None, keepdims=False):
-        return np.mean(self, axis=axis, keepdims=keepdims)
+    def mean(self, axis=None, keepdims=False, **kwargs):
+        return np.mean(self, axis=axis, keepdims=keepdims, **kwargs)
 
-    def max(self, axis=None, keepdims=False):
-        return np.max(self, axis=axis, keepdims=keepdims)
+    def max(self, axis=None, keepdims=False, **kwargs):
+        return np.max(self, axis=axis, keepdims=keepdims, **kwargs)
 
-    def min(self, axis=None, keepdims=False):
-        return np.min(self, axis=axis, keepdims=keepdims)
+    def min(self, axis=None, keepdims=False, **kwargs):
+        return np.min(self, axis=axis, keepdims=keepdims, **kwargs)
 
-    def cumsum(self, axis=None):
-        return np.cumsum(self, axis=axis)
+    def cumsum(self, axis=None, **kwargs):
+        return np.cumsum(self, axis=axis, **kwargs)
+
+    def var(self, axis=None, ddof=0, keepdims=False, **kwargs):
+        return np.var(self, axis=axis, ddof=ddof, keepdims=keepdims, **kwargs)
+
+    def std(self, axis=None, ddof=0, keepdims=False, **kwargs):
+        return np.std(self, axis=axis, ddof=ddof, keepdims=keepdims, **kwargs)
+
+    def prod(self, *args, **kwargs):
+        return np.prod(self, *args, **kwargs)  # no VJP: raises, naming numpy.prod
 
     def reshape(self, *shape):
         return np.reshape(self, shape[0] if len(shape) == 1 else shape)

@@ -228,3 +228,61 @@ def test_deterministic_of_traced_arithmetic_trains_and_predictive_returns_it():
     samples = Predictive(model, guide=regression_guide, num_samples=50)(X, None)
     assert samples["mean"].shape == (50, len(X)) and type(samples["mean"]) is np.ndarray
     np.testing.assert_allclose(samples["mean"].mean(0), params["a_loc"] + params["b_loc"] * X, atol=0.1)
+
+
+# ---------------------------------------------------------------- what Pyro accepts is accepted
+def test_valid_pyro_programs_that_use_values_without_a_gradient_path():
+    data = np.zeros(10)
+
+    def guide(data):  # reads a param it does not use: Pyro gives it no gradient, and so do we
+        minippl.param("spare", np.array(0.0))
+        minippl.sample("z", dist.Normal(minippl.param("loc", np.array(0.3)), np.ones_like(data[0])))
+
+    loss, grads, _ = Trace_ELBO().loss_and_grads(model, guide, data)
+    assert set(grads) == {"loc"}
+
+    def prior_only():  # a latent that only its prior and the guide score: the gradient is the KL's
+        return minippl.sample("z", dist.Normal(0.0, 1.0))
+
+    minippl.clear_param_store()
+    guide_q = AutoNormal(prior_only)
+    check_gradients(prior_only, guide_q)
+    train(prior_only, guide_q, steps=1500, lr=0.05, average_last=1)
+    assert abs(float(guide_q.median()["z"])) < 0.1  # q tends to the prior N(0, 1)
+
+    def categorical_index(data):  # a sampled category indexes a Python list and a range
+        k = minippl.sample("k", dist.Categorical(probs=np.array([0.2, 0.8])))
+        scale = [0.5, 1.0][k] + len(range(k))
+        minippl.sample("x", dist.Normal(0.0, scale), obs=data[0])
+
+    def categorical_guide(data):
+        minippl.sample("k", dist.Categorical(logits=minippl.param("logits", np.zeros(2))))
+
+    check_gradients(categorical_index, categorical_guide, data)
+
+
+def test_a_composite_module_computes_with_its_own_arrays_traced():
+    class Scale(nn.Module):  # no backward: x * self.w is plain NumPy, recorded as in PyTorch
+        def __init__(self):
+            super().__init__()
+            self.w = np.ones(1)
+            self.unused_head = nn.Linear(1, 1, dtype=np.float64)  # an SS-VAE-style part not used here
+
+        def forward(self, z):
+            return z * self.w
+
+    net = Scale()
+    data = 3.0 + RNG.standard_normal(20)
+
+    def net_model(x):
+        minippl.module("net", net)
+        z = minippl.sample("z", dist.Normal(0.0, 1.0))
+        with minippl.plate("data", len(x)):
+            minippl.sample("x", dist.Normal(net(z), 1.0), obs=x)
+
+    def guide(x):
+        minippl.sample("z", dist.Normal(minippl.param("loc", np.array(0.5)), 0.1))
+
+    check_gradients(net_model, guide, data)
+    _, grads, _ = Trace_ELBO().loss_and_grads(net_model, guide, data)
+    assert "net$$$w" in grads and "net$$$unused_head.weight" not in grads

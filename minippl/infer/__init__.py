@@ -7,6 +7,7 @@ from .elbo import Trace_ELBO
 from .mean_field import TraceMeanField_ELBO
 from .predictive import Predictive
 from .svi import SVI
+from .tape import LostGradientError
 
-__all__ = ["GradientCheckError", "Predictive", "SVI", "Trace_ELBO", "TraceMeanField_ELBO", "autoguide",
+__all__ = ["GradientCheckError", "LostGradientError", "Predictive", "SVI", "Trace_ELBO", "TraceMeanField_ELBO", "autoguide",
            "check_gradients"]

@@ -35,9 +35,6 @@ def get_traces(model, guide, args, kwargs, record=False):
         try:
             side = "guide"
             guide_trace = trace(guide).get_trace(*args, **kwargs)
-            # how often each drawn value was used before the model ran (the model's own uses are the rest)
-            uses_before_model = {name: site["value"].uses for name, site in guide_trace.sample_sites().items()
-                                 if type(site["value"]) is traced.Traced}
             side = "model"
             model_trace = trace(replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
         except ValidationError as error:
@@ -45,7 +42,7 @@ def get_traces(model, guide, args, kwargs, record=False):
             raise
     check_model_guide_match(model_trace, guide_trace)
     if record:
-        check_nothing_dangles(model_trace, guide_trace, uses_before_model)
+        check_nothing_dangles(model_trace, guide_trace)
     return model_trace, guide_trace
 
 

@@ -25,15 +25,15 @@ an earlier record produced. A value no record produced (data, a constant) is a
 leaf and collects nothing. A module's layers compute with the param store's
 plain arrays, so a param read also answers for its plain array.
 
-Nothing dangles silently: :func:`check_nothing_dangles` runs before every
-backward pass and raises where a param or latent's value reached no record
-(converted with ``float()``, ``np.asarray``, ``.item()``...): a few counters
-read, no finite differences. Builds on handlers.py and traced.py.
+Nothing dangles silently: a conversion of a traced value to a plain one raises
+where it happens (traced.py), and :func:`check_nothing_dangles` runs before
+every backward pass for what only the finished traces show. Builds on
+handlers.py and traced.py.
 """
 import warnings
 
 from .. import backend
-from ..traced import Traced, unwrap
+from ..traced import LostGradientError, Traced, unwrap
 
 
 def _outputs(value):
@@ -180,123 +180,52 @@ class GradientTape:
 
 
 # ---------------------------------------------------------------- the structural check
-class LostGradientError(RuntimeError):
-    """A param or latent site's value reached no record, so its gradient would be lost."""
+def check_nothing_dangles(model_trace, guide_trace):
+    """Raise :class:`LostGradientError` where a gradient would silently stop between records.
 
+    A conversion to a plain value already raised where it happened (traced.py); what is left
+    for the finished traces, read off counters and ids (no finite differences):
 
-_FIX = ("Fix: compute with the value itself (NumPy arithmetic on it is recorded), and convert only "
-        "for printing or plotting.")
-
-
-def check_nothing_dangles(model_trace, guide_trace, uses_before_model):
-    """Raise :class:`LostGradientError` where a gradient would silently stop.
-
-    Three rules, read off the ``uses`` counters of traced values (traced.py):
-
-    1. a param whose every read reached no record (for a module's array: no layer used it);
-    2. a latent site, drawn by the guide with a pathwise gradient, whose value reached no
-       record of the model after the site itself;
-    3. a value derived from a param or a latent that was converted to a plain array, or stored
-       by a distribution that no sample site used, and reached no record.
+    1. a record used a traced value that no record of this run produced (one kept from an
+       earlier step): its gradient has nowhere to go;
+    2. a value carrying a gradient was stored by a distribution that no sample site used (its
+       ``rsample()`` or ``log_prob()`` was called directly, and those do not record), and
+       nothing else used it.
     """
-    producers, layer_arrays, consumed, used_params, read_params = {}, set(), [], set(), {}
+    produced, consumers = set(), []
     for tr in (guide_trace, model_trace):
         for msg in tr.records:
-            kind = msg["type"]
-            if kind == "call":
-                consumed.append(msg)
-                layer_arrays.update(id(a) for a in msg["param_arrays"].values())
-            elif kind == "sample":
-                consumed.append(msg)
-            elif kind == "param" and not msg.get("substituted") and type(msg["value"]) is Traced:
-                read_params.setdefault(msg["name"], msg)
-                if msg["value"].uses:
-                    used_params.add(msg["name"])
-            for value in produced_values(msg):
-                producers[id(value)] = msg
-    for msg in consumed:
+            if msg["type"] in ("call", "sample"):
+                consumers.append(msg)
+            produced.update(id(value) for value in produced_values(msg))
+    for msg in consumers:
         for value in _inputs(msg):
-            if type(value) is Traced and id(value) not in producers:
+            if type(value) is Traced and id(value) not in produced:
                 raise LostGradientError(
-                    f"{_describe(msg)} uses a traced value from an earlier run (an earlier step, or an earlier "
-                    f"call of the model), so its gradient has no record to flow to. Do not keep values of one "
-                    f"step for the next: read the param or sample the site again in each run.")
-    used_params.update(name for name, msg in read_params.items() if id(msg["value"].data) in layer_arrays)
-    for name, msg in read_params.items():
-        if name in used_params:
-            continue
-        if msg.get("module_param"):
-            raise LostGradientError(
-                f"param '{name}' is an array of a registered module, but no layer call and no recorded "
-                f"operation used it, so it would never be trained. A module computes with its arrays "
-                f"through layers (a minippl.nn class with backward); NumPy arithmetic on self.<array> in "
-                f"a forward without backward is not recorded unless the module is a PyroModule. If that "
-                f"part of the network is not used here, register only the part that is.")
-        raise LostGradientError(
-            f"param '{name}' was read, but its value reached no record, so it gets no gradient and "
-            f"would never be trained. {_cause(msg['value'])} {_FIX} If the param is not needed, do not read it.")
-    guide_sites = guide_trace.nodes
-    for name, site in model_trace.sample_sites().items():
-        drawn = guide_sites.get(name)
-        if site["is_observed"] or drawn is None or "noise" not in drawn or site["value"] is not drawn["value"]:
-            continue
-        value = site["value"]
-        if type(value) is Traced and value.uses - uses_before_model.get(name, 0) <= 1:  # 1: the site's own
-            raise LostGradientError(
-                f"sample site '{name}': its value reached no record of the model after the site, so the "
-                f"model does not depend on it and its gradient is lost. {_cause(value)} {_FIX} If the "
-                f"model really does not use '{name}', remove the site.")
-    for msg in consumed:  # the values records produced: outputs of calls, draws of sample sites
-        for value in produced_values(msg):
-            if type(value) is Traced and value.uses == 0 and (value.escaped or value.held_by):
-                roots = _roots(value, producers)
-                if roots:
+                    f"{_describe(msg)} uses a value computed from {value.root or 'a traced value'} in an earlier "
+                    f"run (an earlier step, or an earlier call of the model), so its gradient has no record to "
+                    f"flow to. Do not keep values of one step for the next: read the param or sample the site "
+                    f"again in each run.")
+    for tr in (guide_trace, model_trace):
+        for msg in tr.records:
+            for value in produced_values(msg):
+                if type(value) is Traced and value.uses == 0 and value.held_by and value.root:
                     raise LostGradientError(
-                        f"a value computed from {', '.join(roots)} reached no record, so its gradient "
-                        f"is lost. {_cause(value)} {_FIX}")
+                        f"a value computed from {value.root} was passed to {value.held_by}, which no sample "
+                        f"site used, and reached no other record, so its gradient is lost: a distribution's "
+                        f"rsample() and log_prob() called directly do not record. Fix: draw it with "
+                        f"minippl.sample('name', {value.held_by}(...)).")
 
 
 def _inputs(msg):
     """The values a record consumed."""
     if msg["type"] == "call":
         return (*msg["args"], *msg["param_arrays"].values())
-    if msg["type"] == "sample":
-        inputs = tuple(msg["fn"].traced_args().values())
-        return inputs if msg.get("drawn") else inputs + (msg["value"],)
-    return ()
+    inputs = tuple(msg["fn"].traced_args().values())
+    return inputs if msg.get("drawn") else inputs + (msg["value"],)
 
 
 def _describe(msg):
     if msg["type"] == "call":
-        return f"a recorded {msg['fn']!r}" if not hasattr(msg["fn"], "named_parameters") \
-            else f"a call of layer {type(msg['fn']).__name__}"
+        return f"a recorded {type(msg['fn']).__name__}"
     return f"sample site '{msg['name']}'"
-
-
-def _cause(value):
-    if value.escaped:
-        return f"It was converted to a plain value with {value.escaped}, which the tape cannot follow."
-    if value.held_by:
-        return (f"It was passed to {value.held_by}, which no sample site used (its rsample() and log_prob() "
-                f"do not record), or which stores it under a name that is not one of its arguments.")
-    return ("Likely cause: it was converted to a plain array (np.asarray, float(), .item(), .astype(int)), "
-            "passed to code that copies it, or not used at all.")
-
-
-def _roots(value, producers):
-    """The params and reparameterised sites a traced value was computed from (for messages)."""
-    roots, stack, seen = [], [value], set()
-    while stack:
-        v = stack.pop()
-        msg = producers.get(id(v))
-        if msg is None or id(v) in seen:
-            continue
-        seen.add(id(v))
-        if msg["type"] == "param":
-            roots.append(f"param '{msg['name']}'")
-        elif msg["type"] == "sample" and "noise" in msg:
-            roots.append(f"sample site '{msg['name']}'")
-        elif msg["type"] == "call":
-            stack.extend(a for a in msg["args"] if type(a) is Traced)
-            stack.extend(a for a in msg["param_arrays"].values() if type(a) is Traced)
-    return sorted(set(roots))

@@ -250,23 +250,7 @@ class PyroModule(Module):
             if self._is_layer:
                 # read every Pyro attribute now, so their sites come before the layer's call record
                 self.current_parameters()
-                return super().__call__(*inputs, **kwargs)
-            return self._call_with_traced_parameters(inputs, kwargs)
-
-    def _call_with_traced_parameters(self, inputs, kwargs):
-        """A composite's forward is plain NumPy code: while it runs (in a gradient run), its own
-        plain arrays are the traced param reads, so ``x @ self.w`` is recorded as in Pyro."""
-        cache = self._pyro_context.cache
-        plain = {name: self.__dict__[name] for name in self._parameter_names}
-        if not traced.is_recording() or not plain:
             return super().__call__(*inputs, **kwargs)
-        for name in plain:
-            object.__setattr__(self, name, cache[self._pyro_fullname(name)])
-        try:
-            return super().__call__(*inputs, **kwargs)
-        finally:
-            for name, array in plain.items():
-                object.__setattr__(self, name, array)
 
 
 _MIXINS = {}  # Layer class -> PyroModule[Layer]

@@ -194,6 +194,8 @@ class Module:
 
     def __call__(self, *inputs, **kwargs):
         if not self._is_layer:
+            if self._parameter_names and traced.is_recording():
+                return self._forward_with_traced_arrays(inputs, kwargs)
             return self.forward(*inputs, **kwargs)
         if kwargs:
             raise TypeError(f"{type(self).__name__} is a layer: pass its inputs positionally "
@@ -208,6 +210,21 @@ class Module:
         msg = runtime.new_message("call", None, self, args=inputs)
         runtime.apply_stack(msg)
         return msg["value"]
+
+    def _forward_with_traced_arrays(self, inputs, kwargs):
+        """A composite's forward is plain NumPy code: while it runs in a gradient run, its own arrays
+        are their traced param reads (registered with ``minippl.module``), so ``x @ self.w`` is on the
+        tape as in PyTorch. Layers keep the plain arrays: their backward is written by hand."""
+        plain = {name: self.__dict__[name] for name in self._parameter_names}
+        reads = {name: traced.traced_read_of(array) for name, array in plain.items()}
+        for name, read in reads.items():
+            if read is not None:
+                object.__setattr__(self, name, read)
+        try:
+            return self.forward(*inputs, **kwargs)
+        finally:
+            for name, array in plain.items():
+                object.__setattr__(self, name, array)
 
     # ------------------------------------------------------------ printing
     def extra_repr(self):
