@@ -3,8 +3,8 @@
 Read the source as a course, in this order:
 
 1. ``distributions/``  sampling, log_prob, reparameterisation and their derivatives
-2. ``runtime.py``, ``traced.py``, ``ops_elementwise.py``, ``ops_arrays.py``, ``handlers.py``,
-   ``plate.py``, ``primitives.py``  the effect system, and traced values (NumPy arithmetic
+2. ``runtime.py``, ``traced.py``, ``ops_elementwise.py``, ``ops_arrays.py``, ``ops_products.py``,
+   ``handlers.py``, ``plate.py``, ``primitives.py``  the effect system, and traced values (NumPy arithmetic
    between sites, recorded with hand-written VJPs); ``validation.py``  the checks that name
    the site and the fix (``enable_validation``)
 3. ``distributions/constraints.py``, ``params.py``  unconstrained storage and its VJPs
@@ -14,7 +14,7 @@ Read the source as a course, in this order:
 6. ``infer/svi.py``, ``optim.py``  SVI and optimisers
 7. ``kernels/``  the same math, fused, on CPU and GPU
 """
-from . import distributions, handlers, ops_arrays, ops_elementwise  # the ops register themselves
+from . import distributions, handlers, ops_arrays, ops_elementwise, ops_products  # the ops register themselves
 from .backend import get_backend, set_backend, set_global_rng
 from .params import clear_param_store, get_param_store
 from .plate import plate

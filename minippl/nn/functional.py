@@ -4,10 +4,11 @@ Teaches: nothing new since traced values (traced.py): ``np.exp(x)`` or ``a + b``
 value is recorded by itself. These functions remain for code written the PyTorch way
 (``F.softplus(x)``): the activations are the layers of layers.py, whose fused kernels make them
 faster than the NumPy ufunc on float32; ``add``/``mul``/``matmul``/``sum`` are the very ops that
-the operators record (ops_elementwise.py, ops_arrays.py). Builds on layers.py and the ops.
+the operators record (ops_elementwise.py, ops_arrays.py, ops_products.py). Builds on layers.py and the ops.
 """
 from .. import traced
-from ..ops_arrays import MatMul, Sum
+from ..ops_arrays import Sum
+from ..ops_products import MatMul
 from ..ops_elementwise import Add, Mul
 from .layers import Exp, ReLU, Sigmoid, Softplus, Tanh
 
