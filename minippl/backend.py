@@ -47,6 +47,18 @@ def sum_to_shape(grad, shape):
     return grad
 
 
+def unsum_last(grad, n, *shapes):
+    """The VJP of summing the last ``n`` dims: ``grad`` broadcast back over them.
+
+    d/dx_i sum_i x_i = 1, so each summed entry gets the cotangent of its sum: append ``n``
+    dims of size 1 and broadcast to ``grad``'s shape joined with ``shapes`` (a read-only view).
+    """
+    xp = array_module(grad)
+    grad = xp.asarray(grad)
+    grad = grad.reshape(grad.shape + (1,) * n)
+    return xp.broadcast_to(grad, broadcast_shapes(grad.shape, *shapes))
+
+
 def broadcast_shapes(*shapes):
     """``numpy.broadcast_shapes`` with a message that says what did not fit."""
     first = tuple(shapes[0]) if shapes else ()

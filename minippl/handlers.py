@@ -123,7 +123,9 @@ class block(Messenger):
 
     ``hide_fn(msg) -> bool`` decides; else ``hide`` lists names to hide, or
     ``expose`` the only names to show; with none of them every site is hidden.
-    Layer "call" records are never hidden: they carry gradients, not choices.
+    Layer and op "call" records carry gradients, not choices, so they are kept, unless
+    ``hide_calls=True``: a run that must leave no record at all outside (an autoguide's
+    look at the model, Predictive's probe of its shapes).
 
     >>> import minippl, minippl.distributions as dist
     >>> def model():
@@ -133,8 +135,9 @@ class block(Messenger):
     ['b']
     """
 
-    def __init__(self, fn=None, hide_fn=None, hide=None, expose=None):
+    def __init__(self, fn=None, hide_fn=None, hide=None, expose=None, hide_calls=False):
         super().__init__(fn)
+        self.hide_calls = hide_calls
         if hide_fn is not None:
             self.hide_fn = hide_fn
         elif hide is not None:
@@ -147,7 +150,7 @@ class block(Messenger):
             self.hide_fn = lambda msg: True
 
     def process_message(self, msg):
-        if msg["type"] != "call" and self.hide_fn(msg):
+        if (msg["type"] != "call" or self.hide_calls) and self.hide_fn(msg):
             if msg["type"] in ("sample", "plate") and msg["rng"] is None:
                 # hidden, but still drawn from the seed handler outside, so seed(block(model))
                 # repeats exactly (in Pyro a hidden site also consumes the seeded stream)

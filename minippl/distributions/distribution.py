@@ -310,12 +310,10 @@ class Independent(_Wrapper):
 
     def log_prob_vjp(self, value, grad_log_prob, wrt):
         # d/d f_i sum_i f_i = 1: broadcast the cotangent back over the summed dims
-        xp = backend.array_module(grad_log_prob)
-        grad = xp.asarray(grad_log_prob)
-        grad = grad.reshape(grad.shape + (1,) * self.reinterpreted_batch_ndims)
         base = self.base_dist
-        base_shape = broadcast_shapes(grad.shape, batch_dims_of(value, base.event_dim), base.batch_shape)
-        return base.log_prob_vjp(value, xp.broadcast_to(grad, base_shape), wrt)
+        grad = backend.unsum_last(grad_log_prob, self.reinterpreted_batch_ndims,
+                                  batch_dims_of(value, base.event_dim), base.batch_shape)
+        return base.log_prob_vjp(value, grad, wrt)
 
     def expand(self, batch_shape):
         batch_shape = _check_expand(self, batch_shape)

@@ -4,7 +4,7 @@ Teaches: where KL(p || q) has a formula, an ELBO can use it instead of the Monte
 Carlo estimate log p(z) - log q(z) (TraceMeanField_ELBO does), trading noise for
 exactness. Builds on normal.py and on Independent from distribution.py.
 """
-from ..backend import array_module, broadcast_shapes, fused_kernels, is_float32_like
+from ..backend import array_module, broadcast_shapes, fused_kernels, is_float32_like, unsum_last
 from .distribution import Independent, grad_like, promote
 from .normal import Normal
 
@@ -51,12 +51,9 @@ def kl_divergence_vjp(p, q, grad_kl, wrt_p, wrt_q):
     (_, vjp_fn), base_p, base_q, n = _closed_form(p, q)
     wrt_p = base_p._check_wrt(wrt_p, with_value=False)
     wrt_q = base_q._check_wrt(wrt_q, with_value=False)
-    xp = array_module(grad_kl)
-    grad = xp.asarray(grad_kl)
     # d/dkl_i sum_i kl_i = 1: the cotangent goes back unchanged to every summed dim
     # (broadcast in full: an expanded argument gets one copy per element it stands for)
-    grad = grad.reshape(grad.shape + (1,) * n)
-    grad = xp.broadcast_to(grad, broadcast_shapes(grad.shape, base_p.batch_shape, base_q.batch_shape))
+    grad = unsum_last(grad_kl, n, base_p.batch_shape, base_q.batch_shape)
     return vjp_fn(base_p, base_q, grad, wrt_p, wrt_q)
 
 

@@ -13,7 +13,7 @@ from .. import backend, runtime
 from ..distributions import constraints
 from ..distributions.delta import Delta
 from ..distributions.normal import Normal
-from ..handlers import seed, trace
+from ..handlers import block, seed, trace
 from ..nn.module import Module
 from ..params import get_param_store
 from ..plate import plate
@@ -52,9 +52,7 @@ class ToConstrained(Module):
         if grad_log_density is not None:
             # d/du -sum log|T'(u)|: the log-Jacobian's VJP with the cotangent negated and
             # broadcast back over the summed event dims
-            xp = backend.array_module(u)
-            g = xp.asarray(grad_log_density)
-            g = xp.broadcast_to(g.reshape(g.shape + (1,) * self.event_dim), backend.shape_of(u))
+            g = backend.unsum_last(grad_log_density, self.event_dim, backend.shape_of(u))
             term = self.transform.log_abs_det_jacobian_vjp(u, x, -g)
             grad_u = term if grad_u is None else grad_u + term
         return (grad_u,), {}
@@ -109,13 +107,6 @@ def init_to_value(site=None, values=None):
         return lambda site: init_to_value(site, values)
     values = values or {}
     return np.asarray(values[site["name"]]) if site["name"] in values else init_to_median(site)
-
-
-class _isolate(runtime.Messenger):
-    """Stop every message, layer calls included: the prototype run leaves no trace outside."""
-
-    def process_message(self, msg):
-        msg["stop"] = True
 
 
 class _initialise(runtime.Messenger):
@@ -207,7 +198,7 @@ class AutoGuide:
         return self.forward(*args, **kwargs)
 
     def _setup_prototype(self, *args, **kwargs):
-        with _isolate(), trace() as tape, _initialise(self.init_loc_fn, _innermost_rng()):
+        with block(hide_calls=True), trace() as tape, _initialise(self.init_loc_fn, _innermost_rng()):
             self.model(*args, **kwargs)
         self.prototype_trace = tape.trace
         self._sites = [_LatentSite(self.prefix, site) for site in tape.trace.sample_sites().values()

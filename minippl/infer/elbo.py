@@ -112,12 +112,13 @@ class Trace_ELBO:
     """
 
     def __init__(self, num_particles=1, max_plate_nesting=float("inf"), vectorize_particles=False):
+        # max_plate_nesting is accepted for Pyro's signature: particles run one after another
+        # here, so no plate dims need reserving and the bound is not used
         if vectorize_particles:
             raise NotImplementedError("vectorize_particles=True: particles run one after another here")
         if num_particles < 1:
             raise ValueError(f"num_particles must be at least 1, got {num_particles}")
         self.num_particles = int(num_particles)
-        self.max_plate_nesting = max_plate_nesting
 
     # ------------------------------------------------------------ public API
     def loss(self, model, guide, *args, **kwargs):
@@ -146,7 +147,7 @@ class Trace_ELBO:
         return total / self.num_particles, grads, particle.site_log_probs
 
     # ------------------------------------------------------------ one particle
-    def _particle(self, model_trace, guide_trace, want_grads, fixed_log_r=None):
+    def _particle(self, model_trace, guide_trace, want_grads):
         particle = _Particle()
         log_probs = {}  # (side, name) -> scaled, masked log-prob array
         for side, tr in (("model", model_trace), ("guide", guide_trace)):
@@ -160,18 +161,9 @@ class Trace_ELBO:
                 particle.site_log_probs[f"{side} site '{name}'"] = lp_sum
                 particle.loss += -lp_sum if side == "model" else lp_sum
         particle.loss += self._analytic_terms(model_trace, guide_trace, particle)
-        particle.surrogate_loss = particle.loss
-        score_sites = [n for n, s in guide_trace.sample_sites().items() if not is_reparameterized(s)]
-        if score_sites and (want_grads or fixed_log_r is not None):
-            log_r = compute_log_r(model_trace, guide_trace, log_probs) if fixed_log_r is None else fixed_log_r
-            particle.log_r = log_r
-            for name in score_sites:
-                # the surrogate whose gradient we take: -stop(log_r) * log q replaces +scale * log q;
-                # log_r carries the scale already, so log q here is unscaled and unmasked (as in Pyro)
-                site = guide_trace.nodes[name]
-                particle.surrogate_loss -= float(np.sum(log_probs["guide", name])) + float(
-                    np.sum(log_r[name] * site["unscaled_log_prob"]))
         if want_grads:
+            if any(not is_reparameterized(s) for s in guide_trace.sample_sites().values()):
+                particle.log_r = compute_log_r(model_trace, guide_trace, log_probs)
             particle.grads = self._backward(model_trace, guide_trace, particle.log_r)
         return particle
 
@@ -228,7 +220,6 @@ class Trace_ELBO:
 class _Particle:
     def __init__(self):
         self.loss = 0.0
-        self.surrogate_loss = 0.0  # differs from loss only with score-function sites
         self.grads = {}
         self.site_log_probs = {}
         self.log_r = None

@@ -6,19 +6,11 @@ Builds on handlers.py (trace, condition) and plate.py (``parallel=True`` adds on
 """
 import numpy as np
 
-from .. import runtime
-from ..handlers import condition, trace
+from ..handlers import block, condition, trace
 from ..plate import plate
 
 _RETURN = "_RETURN"  # Pyro's name for the model's return value in return_sites
 _VECTORIZE_PLATE = "_num_predictive_samples"
-
-
-class _block_all(runtime.Messenger):
-    """Hide every message from the handlers outside (used to probe the model's plates)."""
-
-    def process_message(self, msg):
-        msg["stop"] = True
 
 
 class Predictive:
@@ -138,7 +130,7 @@ class Predictive:
     def _probe(self, fn, samples, args, kwargs):
         """One blocked, unvectorised run (at the first draw) to learn plate nesting and site shapes."""
         data = {name: np.asarray(value)[0] for name, value in samples.items()}
-        with _block_all(), trace() as tape:
+        with block(hide_calls=True), trace() as tape:
             condition(fn, data=data)(*args, **kwargs) if data else fn(*args, **kwargs)
         return tape.trace
 

@@ -1,6 +1,6 @@
 """Stochastic variational inference: loss, gradient, update, repeat.
 
-Teaches: ``SVI(model, guide, optim, loss).step(*args)`` is three lines: ask
+Teaches: ``SVI(model, guide, optim, loss).step(*args)`` does three things: ask
 the loss for its value and the gradient of every unconstrained param, check
 that nothing is NaN or inf, and let the optimiser update the param store in
 place. Builds on elbo.py, params.py and optim.py.
