@@ -155,12 +155,15 @@ def uniform(rng, shape, dtype, like=None):
 
 # ---------------------------------------------------------------- backends: reference or fused
 # "numpy" runs the readable NumPy-syntax code in every file (the reference, also on CuPy arrays);
-# "numba" sends float32, C-contiguous arrays to the fused kernels of minippl.kernels: kernels/cpu.py
-# for NumPy arrays, kernels/gpu.py for CuPy arrays (the device follows the arrays). Anything else
-# (float64, broadcast or strided arrays) still takes the reference path, under either backend.
+# "numba" offers each call of a function marked @fusable to the fused kernel registered for it in
+# minippl/kernels/registry.py: kernels/cpu.py for NumPy arrays, kernels/gpu.py for CuPy arrays (the
+# device follows the arrays). What a kernel does not take (float64, broadcast or strided arrays)
+# still runs the reference, under either backend.
 _BACKEND = None  # chosen on first use: "numba" if Numba imports, else "numpy"
 _CPU_KERNELS = None
+_REGISTRY = None
 _FLOAT32 = np.dtype(np.float32)
+FUSABLE = {}  # name -> reference function: every function a kernel may replace
 
 
 def set_backend(name):
@@ -173,16 +176,16 @@ def set_backend(name):
     >>> minippl.get_backend() in ("numba", "numpy")
     True
     """
-    global _BACKEND, _CPU_KERNELS
+    global _BACKEND, _CPU_KERNELS, _REGISTRY
     if name not in ("numpy", "numba"):
         raise ValueError(f"unknown backend {name!r}: choose 'numpy' (the reference) or 'numba' (fused kernels)")
     if name == "numba":
         try:
-            from .kernels import cpu
+            from .kernels import cpu, registry
         except ImportError as error:
             raise ImportError(f"set_backend('numba') needs Numba ({error}); install it with "
                               f"pip install numba, or use set_backend('numpy')") from None
-        _CPU_KERNELS = cpu
+        _CPU_KERNELS, _REGISTRY = cpu, registry.ENTRIES
     _BACKEND = name
 
 
@@ -194,6 +197,39 @@ def get_backend():
         except ImportError:
             set_backend("numpy")
     return _BACKEND
+
+
+def fusable(name):
+    """Mark a reference function that the fused kernel registered as ``name`` may replace.
+
+    The one dispatch point between the teaching files and minippl/kernels: under the "numba"
+    backend, a call is first offered to ``kernels.registry.ENTRIES[name]`` for the device of its
+    first array argument; the entry returns NotImplemented unless its kernel takes the arguments,
+    and then the reference (the decorated function, also at ``.reference``) runs.
+    """
+    def decorate(reference):
+        FUSABLE[name] = reference
+
+        def dispatch(*args):
+            if _BACKEND == "numba" or (_BACKEND is None and get_backend() == "numba"):
+                kernels = _kernels_for(args[0] if type(args[0]) is not list else args[0][0])
+                if kernels is not None:
+                    result = _REGISTRY[name](kernels, *args)
+                    if result is not NotImplemented:
+                        return result
+            return reference(*args)
+
+        dispatch.__name__, dispatch.__qualname__ = reference.__name__, reference.__qualname__
+        dispatch.__doc__, dispatch.__module__, dispatch.reference = reference.__doc__, reference.__module__, reference
+        return dispatch
+    return decorate
+
+
+def _kernels_for(array):
+    kind = type(array)
+    if kind is np.ndarray:
+        return _CPU_KERNELS
+    return _gpu_kernels() if kind.__module__.startswith("cupy") else None  # Python numbers: the reference
 
 
 def fused_kernels(*arrays):

@@ -196,11 +196,13 @@ def all_finite(array):
 
 
 def all_finite_many(arrays):
-    """``all_finite`` for every array at once: one fused kernel call where the backend has one
-    (a VAE's ten gradients, read once each), else one BLAS pass per array."""
-    fused = backend.fused_kernels(*arrays) if arrays else None
-    if fused is not None and hasattr(fused, "all_finite_many"):
-        return fused.all_finite_many(arrays)
+    """``all_finite`` for every array (a VAE's ten gradients); one fused kernel call where the
+    backend has one (minippl/kernels/registry.py), each array read once."""
+    return not arrays or _all_finite_list(list(arrays))
+
+
+@backend.fusable("all_finite_many")
+def _all_finite_list(arrays):
     return all(all_finite(a) for a in arrays)
 
 

@@ -49,3 +49,13 @@ def test_numba_and_numpy_backends_train_the_vae_alike(images, loss, optim, steps
     worst = relative.argmax()
     assert relative[worst] < 1e-3, f"step {worst + 1}: loss {fused[worst]} (numba) vs {reference[worst]} (numpy)"
     assert reference[-1] < 0.9 * reference[0]  # and it did train
+
+
+def test_every_fusable_function_has_a_registry_entry_and_back():
+    # the one dispatch point: a reference marked @fusable("name") and kernels/registry.py's entry
+    # "name" must come in pairs, or a kernel would be silently unused (or a name misspelt)
+    import minippl.infer  # noqa: F401  (imports every module that marks a reference)
+    from minippl import backend
+    from minippl.kernels import registry
+
+    assert set(backend.FUSABLE) == set(registry.ENTRIES)

@@ -77,45 +77,45 @@ class Bernoulli(Distribution):
         return (u < self.probs).astype(dtype)
 
     def log_prob(self, value):
-        fused = backend.fused_kernels(value, self._param)
-        if fused is not None and value.shape == self._param.shape:  # float32: one pass, same math
-            logits = self.arg_names == ("logits",)
-            kernel = fused.bernoulli_logits_log_prob if logits else fused.bernoulli_probs_log_prob
-            return self._batch_result(kernel(value, self._param), value)
-        xp, dtype, (x, param) = promote(value, self._param)
-        if self.arg_names == ("logits",):
-            # log p(x | l) = x log sigmoid(l) + (1 - x) log sigmoid(-l) = x l - softplus(l)
-            log_prob = x * param - backend.softplus(param)
-        else:
-            p = self._clamp(param, dtype, xp)
-            # log p(x | p) = x log p + (1 - x) log(1 - p)
-            log_prob = x * xp.log(p) + (1 - x) * xp.log1p(-p)
-        return self._batch_result(log_prob, value)
+        return self._batch_result(bernoulli_log_prob(value, self._param, self.arg_names == ("logits",)), value)
 
     def log_prob_vjp(self, value, grad_log_prob, wrt):
-        wrt = self._check_wrt(wrt)
-        fused = backend.fused_kernels(value, self._param)
-        if (fused is not None and "value" not in wrt and value.shape == self._param.shape
-                and backend.is_float32_like(grad_log_prob, value)):
-            name = self.arg_names[0]  # float32: the gradient below in one pass
-            kernel = fused.bernoulli_logits_grad if name == "logits" else fused.bernoulli_probs_grad
-            return {name: kernel(value, self._param, grad_log_prob)} if name in wrt else {}
-        xp, dtype, (x, param, g) = promote(value, self._param, grad_log_prob)
-        grads = {}
-        if self.arg_names == ("logits",):
-            if "value" in wrt:
-                # d/dx (x l - softplus(l)) = l
-                grads["value"] = grad_like(g * param, value)
-            if "logits" in wrt:
-                # d/dl (x l - softplus(l)) = x - sigmoid(l)
-                grads["logits"] = grad_like(g * (x - backend.sigmoid(param)), self._param)
-            return grads
-        p = self._clamp(param, dtype, xp)
+        return bernoulli_log_prob_grads(value, self._param, self.arg_names == ("logits",), grad_log_prob,
+                                        self._check_wrt(wrt))
+
+
+# ---------------------------------------------------------------- the reference math
+# Each function may be replaced by a fused kernel (minippl/kernels/registry.py); the tests compare them.
+@backend.fusable("bernoulli_log_prob")
+def bernoulli_log_prob(value, param, is_logits):
+    xp, dtype, (x, param) = promote(value, param)
+    if is_logits:
+        # log p(x | l) = x log sigmoid(l) + (1 - x) log sigmoid(-l) = x l - softplus(l)
+        return x * param - backend.softplus(param)
+    p = Bernoulli._clamp(param, dtype, xp)
+    # log p(x | p) = x log p + (1 - x) log(1 - p)
+    return x * xp.log(p) + (1 - x) * xp.log1p(-p)
+
+
+@backend.fusable("bernoulli_log_prob_grads")
+def bernoulli_log_prob_grads(value, param_arg, is_logits, grad_log_prob, wrt):
+    """{name: d <g, log p(value)> / d name} for "value" and the one argument, probs or logits."""
+    xp, dtype, (x, param, g) = promote(value, param_arg, grad_log_prob)
+    grads = {}
+    if is_logits:
         if "value" in wrt:
-            # d/dx (x log p + (1 - x) log(1 - p)) = log p - log(1 - p)
-            grads["value"] = grad_like(g * (xp.log(p) - xp.log1p(-p)), value)
-        if "probs" in wrt:
-            # d/dp (x log p + (1 - x) log(1 - p)) = x / p - (1 - x) / (1 - p); 0 where clamped
-            unclamped = p == param  # torch's clamp passes the gradient at the bounds too
-            grads["probs"] = grad_like(xp.where(unclamped, g * (x / p - (1 - x) / (1 - p)), 0.0), self._param)
+            # d/dx (x l - softplus(l)) = l
+            grads["value"] = grad_like(g * param, value)
+        if "logits" in wrt:
+            # d/dl (x l - softplus(l)) = x - sigmoid(l)
+            grads["logits"] = grad_like(g * (x - backend.sigmoid(param)), param_arg)
         return grads
+    p = Bernoulli._clamp(param, dtype, xp)
+    if "value" in wrt:
+        # d/dx (x log p + (1 - x) log(1 - p)) = log p - log(1 - p)
+        grads["value"] = grad_like(g * (xp.log(p) - xp.log1p(-p)), value)
+    if "probs" in wrt:
+        # d/dp (x log p + (1 - x) log(1 - p)) = x / p - (1 - x) / (1 - p); 0 where clamped
+        unclamped = p == param  # torch's clamp passes the gradient at the bounds too
+        grads["probs"] = grad_like(xp.where(unclamped, g * (x / p - (1 - x) / (1 - p)), 0.0), param_arg)
+    return grads

@@ -4,7 +4,8 @@ Teaches: where KL(p || q) has a formula, an ELBO can use it instead of the Monte
 Carlo estimate log p(z) - log q(z) (TraceMeanField_ELBO does), trading noise for
 exactness. Builds on normal.py and on Independent from distribution.py.
 """
-from ..backend import array_module, broadcast_shapes, fused_kernels, is_float32_like, unsum_last
+from .. import backend
+from ..backend import array_module, broadcast_shapes, unsum_last
 from .distribution import Independent, grad_like, promote
 from .normal import Normal
 
@@ -57,43 +58,44 @@ def kl_divergence_vjp(p, q, grad_kl, wrt_p, wrt_q):
     return vjp_fn(base_p, base_q, grad, wrt_p, wrt_q)
 
 
-def _fused_pair(p, q):
-    """minippl.kernels for float32 arguments of one shape under the "numba" backend, else None."""
-    fused = fused_kernels(p.loc, p.scale, q.loc, q.scale)
-    same_shape = fused is not None and p.loc.shape == p.scale.shape == q.loc.shape == q.scale.shape
-    return fused if same_shape else None
-
-
 def _kl_normal_normal(p, q):
-    fused = _fused_pair(p, q)
-    if fused is not None:
-        return fused.kl_normal_normal(p.loc, p.scale, q.loc, q.scale)  # the formula below, one pass
-    xp, _, (loc_p, scale_p, loc_q, scale_q) = promote(p.loc, p.scale, q.loc, q.scale)
+    return kl_normal_normal(p.loc, p.scale, q.loc, q.scale)
+
+
+def _kl_normal_normal_vjp(p, q, grad, wrt_p, wrt_q):
+    return kl_normal_normal_grads(p.loc, p.scale, q.loc, q.scale, grad, wrt_p, wrt_q)
+
+
+# ---------------------------------------------------------------- the reference math
+# Each may be replaced by a fused kernel (minippl/kernels/registry.py); the tests compare them.
+@backend.fusable("kl_normal_normal")
+def kl_normal_normal(loc_p, scale_p, loc_q, scale_q):
+    xp, _, (loc_p, scale_p, loc_q, scale_q) = promote(loc_p, scale_p, loc_q, scale_q)
     var_ratio = (scale_p / scale_q) ** 2
     t = ((loc_p - loc_q) / scale_q) ** 2
     # KL = log(sq / sp) + (sp^2 + (mp - mq)^2) / (2 sq^2) - 1/2
     return 0.5 * (var_ratio + t - 1 - xp.log(var_ratio))
 
 
-def _kl_normal_normal_vjp(p, q, grad, wrt_p, wrt_q):
-    fused = _fused_pair(p, q)
-    if fused is not None and is_float32_like(grad, p.loc):
-        return fused.kl_normal_normal_grads(p.loc, p.scale, q.loc, q.scale, grad, wrt_p, wrt_q)  # one pass
-    _, _, (loc_p, scale_p, loc_q, scale_q, g) = promote(p.loc, p.scale, q.loc, q.scale, grad)
+@backend.fusable("kl_normal_normal_grads")
+def kl_normal_normal_grads(loc_p_arg, scale_p_arg, loc_q_arg, scale_q_arg, grad, wrt_p, wrt_q):
+    """({name: grad} for p, {name: grad} for q): d <g, KL(p || q)> / d loc and scale of each."""
+    _, _, (loc_p, scale_p, loc_q, scale_q, g) = promote(loc_p_arg, scale_p_arg, loc_q_arg, scale_q_arg, grad)
     diff_over_var_q = (loc_p - loc_q) / scale_q**2
     grads_p, grads_q = {}, {}
     if "loc" in wrt_p:
         # d/dmp KL = (mp - mq) / sq^2
-        grads_p["loc"] = grad_like(g * diff_over_var_q, p.loc)
+        grads_p["loc"] = grad_like(g * diff_over_var_q, loc_p_arg)
     if "loc" in wrt_q:
         # d/dmq KL = -(mp - mq) / sq^2
-        grads_q["loc"] = grad_like(-g * diff_over_var_q, q.loc)
+        grads_q["loc"] = grad_like(-g * diff_over_var_q, loc_q_arg)
     if "scale" in wrt_p:
         # d/dsp KL = sp / sq^2 - 1 / sp
-        grads_p["scale"] = grad_like(g * (scale_p / scale_q**2 - 1 / scale_p), p.scale)
+        grads_p["scale"] = grad_like(g * (scale_p / scale_q**2 - 1 / scale_p), scale_p_arg)
     if "scale" in wrt_q:
         # d/dsq KL = 1 / sq - (sp^2 + (mp - mq)^2) / sq^3
-        grads_q["scale"] = grad_like(g * (1 - (scale_p**2 + (loc_p - loc_q) ** 2) / scale_q**2) / scale_q, q.scale)
+        grads_q["scale"] = grad_like(g * (1 - (scale_p**2 + (loc_p - loc_q) ** 2) / scale_q**2) / scale_q,
+                                     scale_q_arg)
     return grads_p, grads_q
 
 

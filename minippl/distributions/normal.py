@@ -39,10 +39,7 @@ class Normal(Distribution):
         rng = backend.global_rng() if rng is None else rng
         dtype = backend.float_dtype(self.loc, self.scale)
         eps = backend.standard_normal(rng, self.shape(sample_shape), dtype, like=self._like())
-        fused = backend.fused_kernels(self.loc, self.scale, eps)
-        if fused is not None and self.loc.shape == self.scale.shape == eps.shape:
-            return fused.normal_rsample(self.loc, self.scale, eps), eps
-        return self.loc + self.scale * eps, eps
+        return normal_rsample(self.loc, self.scale, eps), eps
 
     def rsample_vjp(self, noise, grad_value, wrt):
         grads = {}
@@ -56,32 +53,43 @@ class Normal(Distribution):
         return grads
 
     def log_prob(self, value):
-        fused = backend.fused_kernels(value, self.loc, self.scale)
-        if fused is not None and value.shape == self.loc.shape == self.scale.shape:  # float32, one pass
-            return self._batch_result(fused.normal_log_prob(value, self.loc, self.scale), value)
-        xp, _, (x, loc, scale) = promote(value, self.loc, self.scale)
-        z = (x - loc) / scale
-        # log N(x | loc, scale) = -(x - loc)^2 / (2 scale^2) - log(scale) - log(2 pi) / 2
-        return self._batch_result(-0.5 * z * z - xp.log(scale) - _HALF_LOG_2PI, value)
+        return self._batch_result(normal_log_prob(value, self.loc, self.scale), value)
 
     def log_prob_vjp(self, value, grad_log_prob, wrt):
-        wrt = self._check_wrt(wrt)
-        fused = backend.fused_kernels(value, self.loc, self.scale)
-        if (fused is not None and value.shape == self.loc.shape == self.scale.shape
-                and backend.is_float32_like(grad_log_prob, value)):
-            return fused.normal_log_prob_grads(value, self.loc, self.scale, grad_log_prob, wrt)  # one pass
-        _, _, (x, loc, scale, g) = promote(value, self.loc, self.scale, grad_log_prob)
-        z = (x - loc) / scale  # the standardised residual; every derivative uses it
-        grads = {}
-        if "value" in wrt or "loc" in wrt:
-            g_residual = g * z / scale
-            if "value" in wrt:
-                # d/dx log N(x | loc, scale) = -(x - loc) / scale^2
-                grads["value"] = grad_like(-g_residual, value)
-            if "loc" in wrt:
-                # d/dloc log N(x | loc, scale) = (x - loc) / scale^2
-                grads["loc"] = grad_like(g_residual, self.loc)
-        if "scale" in wrt:
-            # d/dscale log N(x | loc, scale) = ((x - loc)^2 / scale^2 - 1) / scale
-            grads["scale"] = grad_like(g * (z * z - 1) / scale, self.scale)
-        return grads
+        return normal_log_prob_grads(value, self.loc, self.scale, grad_log_prob, self._check_wrt(wrt))
+
+
+# ---------------------------------------------------------------- the reference math
+# Each function may be replaced by a fused kernel (minippl/kernels/registry.py) that computes
+# the same numbers in one pass; the tests compare them.
+@backend.fusable("normal_rsample")
+def normal_rsample(loc, scale, eps):
+    return loc + scale * eps  # z = loc + scale * eps, eps ~ N(0, 1)
+
+
+@backend.fusable("normal_log_prob")
+def normal_log_prob(value, loc, scale):
+    xp, _, (x, loc, scale) = promote(value, loc, scale)
+    z = (x - loc) / scale
+    # log N(x | loc, scale) = -(x - loc)^2 / (2 scale^2) - log(scale) - log(2 pi) / 2
+    return -0.5 * z * z - xp.log(scale) - _HALF_LOG_2PI
+
+
+@backend.fusable("normal_log_prob_grads")
+def normal_log_prob_grads(value, loc_arg, scale_arg, grad_log_prob, wrt):
+    """{name: d <g, log N(value | loc, scale)> / d name} for the names in ``wrt``."""
+    _, _, (x, loc, scale, g) = promote(value, loc_arg, scale_arg, grad_log_prob)
+    z = (x - loc) / scale  # the standardised residual; every derivative uses it
+    grads = {}
+    if "value" in wrt or "loc" in wrt:
+        g_residual = g * z / scale
+        if "value" in wrt:
+            # d/dx log N(x | loc, scale) = -(x - loc) / scale^2
+            grads["value"] = grad_like(-g_residual, value)
+        if "loc" in wrt:
+            # d/dloc log N(x | loc, scale) = (x - loc) / scale^2
+            grads["loc"] = grad_like(g_residual, loc_arg)
+    if "scale" in wrt:
+        # d/dscale log N(x | loc, scale) = ((x - loc)^2 / scale^2 - 1) / scale
+        grads["scale"] = grad_like(g * (z * z - 1) / scale, scale_arg)
+    return grads

@@ -1,0 +1,91 @@
+"""The registry: which fused kernel replaces which reference function, and for which arrays.
+
+Teaches: the one place where the fast path plugs in. A teaching file marks a reference function
+with ``@minippl.backend.fusable("name")``; under the "numba" backend each call first offers its
+arguments to the entry registered here under that name, for the device of the arrays (cpu.py for
+NumPy, gpu.py for CuPy: the same entry points). An entry returns ``NotImplemented`` unless it
+takes those arguments (float32, C-contiguous, one device, the shapes its kernel was written
+for), and the reference runs instead. So float64, broadcast and strided arrays take the
+reference, and the teaching files never mention a kernel.
+"""
+import numpy as np
+
+ENTRIES = {}  # operation name -> entry(kernels module, *args): a result or NotImplemented
+_FLOAT32 = np.dtype(np.float32)
+
+
+def entry(name):
+    def register(function):
+        ENTRIES[name] = function
+        return function
+    return register
+
+
+def _takes(*arrays):
+    """True for float32, C-contiguous arrays of one type (all NumPy or all CuPy) and one shape."""
+    kind, shape = type(arrays[0]), getattr(arrays[0], "shape", None)
+    for a in arrays:
+        if type(a) is not kind or a.dtype != _FLOAT32 or not a.flags.c_contiguous or a.shape != shape:
+            return False
+    return True
+
+
+def _cotangent(g, like):
+    """A cotangent the kernels take as is: float32 and of ``like``'s shape (it may be a broadcast view)."""
+    return getattr(g, "dtype", None) == _FLOAT32 and g.shape == like.shape
+
+
+# ---------------------------------------------------------------- distributions
+@entry("normal_rsample")
+def _(k, loc, scale, noise):
+    return k.normal_rsample(loc, scale, noise) if _takes(loc, scale, noise) else NotImplemented
+
+
+@entry("normal_log_prob")
+def _(k, x, loc, scale):
+    return k.normal_log_prob(x, loc, scale) if _takes(x, loc, scale) else NotImplemented
+
+
+@entry("normal_log_prob_grads")
+def _(k, x, loc, scale, g, wrt):
+    if not (_takes(x, loc, scale) and _cotangent(g, x)):
+        return NotImplemented
+    return k.normal_log_prob_grads(x, loc, scale, g, wrt)
+
+
+@entry("bernoulli_log_prob")
+def _(k, x, param, is_logits):
+    if not _takes(x, param):
+        return NotImplemented
+    return (k.bernoulli_logits_log_prob if is_logits else k.bernoulli_probs_log_prob)(x, param)
+
+
+@entry("bernoulli_log_prob_grads")
+def _(k, x, param, is_logits, g, wrt):
+    if "value" in wrt or not (_takes(x, param) and _cotangent(g, x)):
+        return NotImplemented
+    name = "logits" if is_logits else "probs"
+    kernel = k.bernoulli_logits_grad if is_logits else k.bernoulli_probs_grad
+    return {name: kernel(x, param, g)} if name in wrt else {}
+
+
+@entry("kl_normal_normal")
+def _(k, loc_p, scale_p, loc_q, scale_q):
+    return k.kl_normal_normal(loc_p, scale_p, loc_q, scale_q) if _takes(loc_p, scale_p, loc_q, scale_q) \
+        else NotImplemented
+
+
+@entry("kl_normal_normal_grads")
+def _(k, loc_p, scale_p, loc_q, scale_q, g, wrt_p, wrt_q):
+    if not (_takes(loc_p, scale_p, loc_q, scale_q) and _cotangent(g, loc_p)):
+        return NotImplemented
+    return k.kl_normal_normal_grads(loc_p, scale_p, loc_q, scale_q, g, wrt_p, wrt_q)
+
+
+# ---------------------------------------------------------------- the finiteness check before an update
+@entry("all_finite_many")
+def _(k, arrays):
+    kind = type(arrays[0])
+    if not (hasattr(k, "all_finite_many") and all(type(a) is kind and a.dtype == _FLOAT32 for a in arrays)):
+        return NotImplemented  # (kernels/gpu.py has no such kernel yet)
+    return k.all_finite_many(arrays)
