@@ -23,6 +23,12 @@ def array_module(*arrays):
     return np
 
 
+def to_host(array):
+    """The NumPy array of ``array``, on the host: CuPy's ``.get()`` copies it off the GPU;
+    anything else goes through ``np.asarray`` (a NumPy array is returned as it is)."""
+    return array.get() if array_module(array) is not np else np.asarray(array)
+
+
 def shape_of(x):
     """Shape of an array or ``()`` for a Python number."""
     return tuple(getattr(x, "shape", ()))

@@ -7,10 +7,8 @@ state (step count, moments) the first time it is seen. Builds on params.py.
 """
 import math
 
-import numpy as np
-
+from . import saving
 from .backend import array_module, fused_kernels
-from .params import read_npz, save_npz_atomically
 
 
 class PyroOptim:
@@ -130,8 +128,11 @@ class PyroOptim:
 
     def set_state(self, state):
         """Set the state of every name in ``state`` (copies; other names are kept, as in Pyro)."""
-        checked = {name: self._checked_entry(name, entry) for name, entry in state.items()}
-        self.state.update(checked)
+        self.state.update(self._checked_state(state))
+
+    def _checked_state(self, state):
+        """A copy of ``state``, every entry checked first, so a bad one changes nothing."""
+        return {name: self._checked_entry(name, entry) for name, entry in state.items()}
 
     def _checked_entry(self, name, entry):
         hyper = self.hyperparameters(name)
@@ -152,29 +153,16 @@ class PyroOptim:
         return f"minippl.optim.{type(self).__name__}/1"
 
     def save(self, path):
-        """Write the state to ``path`` (".npz" appended if missing) atomically; return that path."""
-        arrays = {"__format__": np.array(self._format())}
-        for name, entry in self.state.items():
-            for key, value in entry.items():
-                value = value.get() if array_module(value) is not np else value  # CuPy -> host
-                arrays[f"state/{name}/{key}"] = np.asarray(value)
-        return save_npz_atomically(path, arrays)
+        """Write the state as "state/<name>/<field>" entries to ``path`` (".npz" appended if
+        missing) atomically; return that path."""
+        return saving.write_npz(path, self._format(), saving.flatten("state", self.state))
 
     def load(self, path):
         """Read a file written by ``save``; a corrupt or mismatched file raises ValueError
-        naming it, and the optimiser is left unchanged."""
-        path, arrays = read_npz(path, "optimiser state")
-        marker = arrays.pop("__format__", None)
-        if marker is None or marker.dtype.kind != "U" or str(marker) != self._format():
-            found = str(marker) if marker is not None and marker.dtype.kind == "U" else "no marker"
-            raise ValueError(f"{path!r} does not hold {type(self).__name__} state ({found})")
-        state = {}
-        for key, array in arrays.items():
-            kind, _, rest = key.partition("/")
-            name, _, field = rest.rpartition("/")  # names may contain "/"; fields never do
-            if kind != "state" or not name:
-                raise ValueError(f"{path!r}: unexpected entry {key!r}")
-            state.setdefault(name, {})[field] = array
+        naming it, and the optimiser is left unchanged. The moments stay NumPy arrays until
+        the first step, which moves them to the param's device and dtype (``_match_param``)."""
+        path, entries = saving.read_npz(path, f"{type(self).__name__} state", self._format())
+        state = saving.unflatten(path, entries, state=2)["state"]
         try:
             self.set_state(state)
         except ValueError as error:

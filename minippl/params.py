@@ -2,16 +2,16 @@
 
 Teaches: ``value = biject_to(constraint).forward(u)`` with ``u`` the stored array,
 so an optimiser may move ``u`` anywhere in R; module weights are stored as the very
-arrays the module holds (no copies); and a store is saved and loaded as plain
-``.npz`` data (no pickle), written atomically. Builds on distributions/constraints.py.
+arrays the module holds (no copies); and a store is saved as "param/<name>" arrays
+and "constraint/<name>" specs (saving.py writes and reads the file). Builds on
+distributions/constraints.py.
 """
 import contextlib
-import os
-import tempfile
 import weakref
 
 import numpy as np
 
+from . import saving
 from .backend import array_module
 from .distributions import constraints
 
@@ -26,8 +26,16 @@ def _as_float_array(value):
     return array if array.dtype.kind == "f" else array.astype(np.float64)
 
 
-def _to_numpy(array):
-    return array.get() if array_module(array) is not np else np.asarray(array)
+def _unconstrained(name, value, constraint):
+    """u = inverse(value) after checking that value lies in the constraint's support."""
+    if not isinstance(constraint, constraints.Constraint):
+        raise TypeError(f"param '{name}': constraint must be a Constraint such as "
+                        f"constraints.positive, got {type(constraint).__name__}")
+    value = _as_float_array(value)
+    if not bool(array_module(value).all(constraint.check(value))):
+        raise ValueError(f"param '{name}': initial value is outside {constraint!r} "
+                         "(the value given is the CONSTRAINED one, e.g. a scale must be > 0)")
+    return _as_float_array(constraints.biject_to(constraint).inverse(value))
 
 
 class ParamStore:
@@ -42,8 +50,7 @@ class ParamStore:
 
     def __init__(self):
         self._params = {}  # name -> unconstrained array (what optimisers update in place)
-        self._constraints = {}  # name -> Constraint
-        self._transforms = {}  # name -> biject_to(constraint), built once
+        self._constraints = {}  # name -> Constraint (its transform is biject_to(constraint), built when read)
         self._owners = {}  # name -> [(weakref to module, dotted path)]: who else holds the array
 
     # ---------------------------------------------------------- dict behaviour
@@ -53,7 +60,7 @@ class ParamStore:
     def __setitem__(self, name, value):
         """Set the constrained value, keeping the name's constraint (real for a new name)."""
         constraint = self._constraints.get(name, constraints.real)
-        self._set(name, self._unconstrain(name, value, constraint), constraint)
+        self._set(name, _unconstrained(name, value, constraint), constraint)
 
     def __contains__(self, name):
         return name in self._params
@@ -66,8 +73,7 @@ class ParamStore:
 
     def __delitem__(self, name):
         self._require(name)
-        for table in (self._params, self._constraints, self._transforms):
-            del table[name]
+        del self._params[name], self._constraints[name]
         self._owners.pop(name, None)
 
     def keys(self):
@@ -78,14 +84,11 @@ class ParamStore:
         return [(name, self.constrained(name)) for name in self._params]
 
     def clear(self):
-        for table in (self._params, self._constraints, self._transforms, self._owners):
+        for table in (self._params, self._constraints, self._owners):
             table.clear()
 
     def is_empty(self):
         return not self._params
-
-    def __repr__(self):
-        return f"ParamStore({', '.join(f'{n}: {self._constraints[n].spec}' for n in self._params)})"
 
     # ---------------------------------------------------------- reading and writing
     def setdefault(self, name, init, constraint=constraints.real):
@@ -94,7 +97,7 @@ class ParamStore:
         ndarray ``init``, the store keeps that very array, not a copy."""
         if name not in self._params:
             value = init() if callable(init) else init
-            self._set(name, self._unconstrain(name, value, constraint), constraint)
+            self._set(name, _unconstrained(name, value, constraint), constraint)
         return self.constrained(name)
 
     def get_unconstrained(self, name):
@@ -106,14 +109,12 @@ class ParamStore:
         return self._constraints[name]
 
     def get_transform(self, name):
-        """``biject_to(get_constraint(name))``, built once per name."""
-        self._require(name)
-        return self._transforms[name]
+        """``biject_to(get_constraint(name))``: a small object, built on each call as param() does."""
+        return constraints.biject_to(self.get_constraint(name))
 
     def constrained(self, name):
         """``forward(unconstrained)``; for a real param the stored array object itself."""
-        self._require(name)
-        return self._transforms[name].forward(self._params[name])
+        return self.get_transform(name).forward(self._params[name])
 
     def named_parameters(self):
         """(name, unconstrained array) pairs: what an optimiser updates, in place."""
@@ -172,38 +173,19 @@ class ParamStore:
             if current is not None and current.shape == u.shape and current.dtype == u.dtype:
                 current[...] = xp.asarray(u)
                 self._constraints[name] = constraints_[name]
-                self._transforms[name] = constraints.biject_to(constraints_[name])
             else:
                 self._set(name, xp.array(u, copy=True), constraints_[name])
 
     def save(self, path):
         """Write the store to ``path`` (".npz" appended if missing) atomically; return that path."""
-        arrays = {"__format__": np.array(_FORMAT)}
-        for name, u in self._params.items():
-            arrays[f"param/{name}"] = _to_numpy(u)
-            arrays[f"constraint/{name}"] = np.array(self._constraints[name].spec)
-        return save_npz_atomically(path, arrays)
+        return saving.write_npz(path, _FORMAT, store_entries(self))
 
     def load(self, path):
         """Read a file written by ``save`` and ``set_state`` it. The whole file is read and
         checked first: a corrupt file raises ValueError and leaves the store unchanged."""
-        path, arrays = read_npz(path, "param store")
-        marker = arrays.pop("__format__", np.array(""))
-        if marker.dtype.kind != "U" or marker.ndim != 0 or str(marker) != _FORMAT:
-            raise ValueError(f"{path!r} is not a minippl param store file (no '{_FORMAT}' marker)")
-        state = {"params": {}, "constraints": {}}
-        for key, array in arrays.items():
-            kind, _, name = key.partition("/")
-            if kind == "param":
-                state["params"][name] = array
-            elif kind == "constraint" and array.dtype.kind == "U" and array.ndim == 0:
-                try:
-                    state["constraints"][name] = constraints.from_spec(str(array))
-                except ValueError as error:
-                    raise ValueError(f"{path!r}: param '{name}': {error}") from None
-            else:
-                raise ValueError(f"{path!r}: unexpected entry {key!r}")
-        self._validate_state(state, where=repr(path))
+        path, entries = saving.read_npz(path, "param store", _FORMAT)
+        state = state_from_entries(path, saving.unflatten(path, entries, param=1, constraint=1))
+        self._validate_state(state, where=repr(path))  # the file's name in the message
         self.set_state(state)
 
     @contextlib.contextmanager
@@ -231,17 +213,6 @@ class ParamStore:
             known = ", ".join(repr(n) for n in list(self._params)[:10]) or "none"
             raise KeyError(f"no param named {name!r} in the param store (known: {known})")
 
-    def _unconstrain(self, name, value, constraint):
-        """u = inverse(value) after checking that value lies in the constraint's support."""
-        if not isinstance(constraint, constraints.Constraint):
-            raise TypeError(f"param '{name}': constraint must be a Constraint such as "
-                            f"constraints.positive, got {type(constraint).__name__}")
-        value = _as_float_array(value)
-        if not bool(array_module(value).all(constraint.check(value))):
-            raise ValueError(f"param '{name}': initial value is outside {constraint!r} "
-                             "(the value given is the CONSTRAINED one, e.g. a scale must be > 0)")
-        return _as_float_array(constraints.biject_to(constraint).inverse(value))
-
     def _set(self, name, array, constraint):
         if getattr(array, "dtype", None) is None or array.dtype.kind != "f":
             raise TypeError(f"param '{name}': the stored array must be a floating ndarray, "
@@ -250,9 +221,14 @@ class ParamStore:
         old = self._params.get(name)
         self._params[name] = array
         self._constraints[name] = constraint
-        self._transforms[name] = constraints.biject_to(constraint)
-        if old is not None and old is not array:
-            self._rebind_owners(name, array)
+        if old is not None and old is not array:  # every module holding the old array gets the new one
+            alive = []
+            for ref, path in self._owners.get(name, []):
+                owner = ref()
+                if owner is not None:  # a module that was garbage-collected is forgotten
+                    owner.set_parameter(path, array)
+                    alive.append((ref, path))
+            self._owners[name] = alive
 
     def _check_module_shape(self, name, shape, where):
         """A module's layer sizes are fixed: its arrays may be replaced, never reshaped."""
@@ -262,15 +238,6 @@ class ParamStore:
             raise ValueError(f"{where}: param {name!r} belongs to a module and has shape {current.shape}, "
                              f"the new value has shape {tuple(shape)}; build the module with matching "
                              "sizes, or clear the param store first")
-
-    def _rebind_owners(self, name, array):
-        alive = []
-        for ref, path in self._owners.get(name, []):
-            owner = ref()
-            if owner is not None:
-                owner.set_parameter(path, array)
-                alive.append((ref, path))
-        self._owners[name] = alive
 
     def _validate_state(self, state, where):
         """Check a state dict completely before anything changes; return (params, constraints)."""
@@ -299,47 +266,24 @@ def _reference(owner):
         return lambda: owner
 
 
-# ------------------------------------------------------------------ .npz files (shared with optim.py)
-def _npz_path(path):
-    path = os.fspath(path)
-    return path if path.endswith(".npz") else path + ".npz"  # np.savez's own convention
+# ------------------------------------------------------------------ the store in a file (and in a checkpoint)
+def store_entries(store):
+    """The store as .npz entries: "param/<name>" its unconstrained array, "constraint/<name>" its spec."""
+    specs = {name: store.get_constraint(name).spec for name in store}
+    return {**saving.flatten("param", dict(store.named_parameters())), **saving.flatten("constraint", specs)}
 
 
-def save_npz_atomically(path, arrays):
-    """np.savez into a temporary file beside ``path``, then os.replace it: a crash
-    mid-write leaves the previous file intact. Returns the path written."""
-    path = _npz_path(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            np.savez(file, **arrays)  # a file object: np.savez appends no suffix
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes 0600; give the usual permissions
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    return path
-
-
-def read_npz(path, what):
-    """Read every array of an .npz (``path``, else ``path`` + ".npz") without pickle;
-    any failure becomes a ValueError that names the file. Returns (path, {key: array})."""
-    path = os.fspath(path)
-    if not os.path.exists(path) and os.path.exists(_npz_path(path)):
-        path = _npz_path(path)
-    problem = f"cannot read {what} file {path!r} (corrupt, truncated or not written by minippl)"
-    with open(path, "rb") as file:  # a missing file raises FileNotFoundError here, as it should
-        if file.read(4) != b"PK\x03\x04":  # otherwise np.load would try it as a pickle
-            raise ValueError(f"{problem}: it is not an .npz (zip) archive")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return path, {key: npz[key] for key in npz.files}
-    except Exception as error:  # zipfile, OSError, EOFError, ValueError: all mean "unreadable"
-        raise ValueError(f"{problem}: {type(error).__name__}: {error}") from None
+def state_from_entries(path, entries):
+    """Undo ``store_entries`` (as unflattened by saving.py): a ``get_state()`` dict, specs parsed."""
+    state = {"params": entries["param"], "constraints": {}}
+    for name, spec in entries["constraint"].items():
+        if spec.dtype.kind != "U" or spec.ndim != 0:
+            raise ValueError(f"{path!r}: unexpected entry {'constraint/' + name!r}")
+        try:
+            state["constraints"][name] = constraints.from_spec(str(spec))  # parsed, never evaluated
+        except ValueError as error:
+            raise ValueError(f"{path!r}: param '{name}': {error}") from None
+    return state
 
 
 # ------------------------------------------------------------------ the active store

@@ -29,6 +29,7 @@ import contextlib
 import numpy as np
 
 from . import runtime
+from .backend import to_host
 
 
 class LostGradientError(RuntimeError):
@@ -283,8 +284,7 @@ class Traced:
 
     def __array__(self, dtype=None, copy=None):
         data = self._escape("numpy.asarray / numpy.array")
-        if hasattr(data, "get"):  # CuPy: to the host, as CuPy's own arrays refuse to do silently
-            data = data.get()
+        data = to_host(data)  # CuPy: to the host, as CuPy's own arrays refuse to do silently
         return data if dtype is None else data.astype(dtype, copy=False)
 
     def __float__(self):

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 
 from ..params import get_param_store
+from ..backend import to_host
 from ..validation import ValidationError, all_finite, all_finite_many
 
 
@@ -91,7 +92,7 @@ def check_finite(loss, grads, site_log_probs, step, order=()):
     bad.sort(key=lambda name: rank.get(name, len(rank)))
     if bad:
         g = grads[bad[0]]
-        g = g.get() if hasattr(g, "get") else np.asarray(g)  # CuPy -> host, for the message
+        g = to_host(g)  # CuPy -> host, for the message
         what = f"{int(np.isnan(g).sum())} NaN and {int(np.isinf(g).sum())} inf of {g.size} entries"
         also = f" (also: {', '.join(repr(n) for n in bad[1:4])})" if len(bad) > 1 else ""
         raise FloatingPointError(
