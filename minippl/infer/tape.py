@@ -40,12 +40,6 @@ def _outputs(value):
     return value if isinstance(value, tuple) else (value,)
 
 
-def _get_attribute(obj, dotted_path):
-    for part in dotted_path.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def produced_values(msg):
     """What a record produced that gradients can flow back through (empty if nothing)."""
     if msg["type"] == "param" and not msg.get("substituted"):
@@ -118,8 +112,15 @@ class GradientTape:
         grad_inputs, grad_params = layer.backward(msg["cache"], grad_out, needs_input_grad)
         for x, g in zip(inputs, grad_inputs):
             self.accumulate(x, g)
+        used = msg["param_arrays"]  # the layer's current_parameters() at the call
         for path, g in grad_params.items():
-            weight = msg["param_arrays"][path] if path in msg["param_arrays"] else _get_attribute(layer, path)
+            if path not in used:
+                raise RuntimeError(
+                    f"{type(layer).__name__}.backward returned a gradient for {path!r}, but the call "
+                    f"recorded no array of that name (it used: {', '.join(map(repr, used)) or 'none'}). "
+                    f"A layer's current_parameters() must return every array its backward returns a "
+                    f"gradient for, under the same name (the layer contract in minippl/nn/module.py).")
+            weight = used[path]
             if not self.is_traced(weight):
                 self._warn_unregistered(layer)
             self.accumulate(weight, g)

@@ -2,7 +2,9 @@
 
 Teaches: reading a ``PyroParam``/``PyroSample`` attribute is a ``param``/``sample`` site named by its
 path ("bnn.fc1.weight"), so every handler sees it, and it keeps one value per call of the root
-module, so a Bayesian layer's forward, tape record and backward share one weight. Builds on module.py.
+module, so a Bayesian layer's forward and its call record share one weight. Its backward needs
+nothing more: it reads only the cache its forward made (the layer contract, module.py). Builds
+on module.py.
 """
 from collections import namedtuple
 
@@ -36,7 +38,8 @@ class PyroSample(namedtuple("PyroSample", ["prior"])):
         return super().__new__(cls, prior)
 
 
-Param, Sample = PyroParam, PyroSample  # the issue's short names
+# Short aliases of minippl's own (Pyro spells only the long names, pyro.nn.PyroParam and PyroSample).
+Param, Sample = PyroParam, PyroSample
 
 
 def _make_name(prefix, name):
@@ -80,10 +83,10 @@ class PyroModule(Module):
     - a plain (non-Pyro) child module is registered with ``minippl.module(fullname, child)``.
 
     Each call of the root module reads every attribute at most once (a cache cleared when the
-    call returns), so a Bayesian layer's forward, its tape record and its backward see one
-    weight; a read outside any call is its own site and draws afresh. Don't also register a
-    PyroModule with ``minippl.module``: its state is in the param store already, by path, and
-    ``get_param_store().save/load`` covers it.
+    call returns), so a Bayesian layer's forward and its call record see one weight (and its
+    backward, which reads only forward's cache, sees it too); a read outside any call is its
+    own site and draws afresh. Don't also register a PyroModule with ``minippl.module``: its
+    state is in the param store already, by path, and ``get_param_store().save/load`` covers it.
 
     >>> import numpy as np, minippl, minippl.distributions as dist
     >>> from minippl import nn
@@ -102,13 +105,7 @@ class PyroModule(Module):
         object.__setattr__(self, "_pyro_context", _Context())
         object.__setattr__(self, "_pyro_params", {})
         object.__setattr__(self, "_pyro_samples", {})
-        object.__setattr__(self, "_pyro_frozen", None)
         super().__init__(*args, **kwargs)
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        if cls._is_layer:
-            _keep_values_for_backward(cls)
 
     def __class_getitem__(cls, module_class):
         """``PyroModule[Layer]``: ``Layer`` with PyroModule mixed in (a cached class named "PyroLayer")."""
@@ -177,11 +174,13 @@ class PyroModule(Module):
         # only reached when normal lookup fails: Pyro attributes are kept out of __dict__
         state = self.__dict__
         if name in state.get("_pyro_samples", ()) or name in state.get("_pyro_params", ()):
-            frozen = state.get("_pyro_frozen")
-            if frozen is not None and name in frozen:
-                return frozen[name]  # inside backward: the value forward used
             with self._pyro_context:
-                return self._pyro_read(name)
+                value = self._pyro_read(name)
+            # In a gradient run the site's value is traced, and model code computes on it as such.
+            # A layer's forward runs with recording off (traced.run_call) and computes on plain
+            # arrays, fused kernels included: there the read is the plain array. (The tape links
+            # the layer call to the traced value, which current_parameters() gives the record.)
+            return value if traced.is_recording() else traced.unwrap(value)
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def _pyro_read(self, name):
@@ -221,23 +220,27 @@ class PyroModule(Module):
                 cache[fullname] = primitives.module(fullname, child)
 
     def current_parameters(self):
-        """The arrays this layer computes with now: plain parameters, then Pyro attributes
-        (read through the cache, so the tape gets the very sampled weight forward used)."""
+        """The arrays this layer computes with in this call: plain parameters, then Pyro attributes
+        as their sites gave them (read through the cache, so the record gets the very sampled
+        weight forward used, traced in a gradient run)."""
         values = super().current_parameters()
-        for name in (*self._pyro_params, *self._pyro_samples):
-            values[name] = getattr(self, name)
+        with self._pyro_context:
+            for name in (*self._pyro_params, *self._pyro_samples):
+                values[name] = self._pyro_read(name)
         return values
 
     def __repr__(self):
-        # Show Pyro attributes as their declarations: a layer's extra_repr reading
-        # ``self.bias`` must not draw a sample just to print the module.
-        previous = self._pyro_frozen
-        object.__setattr__(self, "_pyro_frozen", {**self._pyro_params, **self._pyro_samples})
+        # Show Pyro attributes as their declarations. While the module's own repr is made they
+        # sit in __dict__, so a layer's extra_repr reading ``self.bias`` finds the declaration
+        # there and draws no sample just to print the module.
+        declarations = {**self._pyro_params, **self._pyro_samples}
+        self.__dict__.update(declarations)
         try:
             text = super().__repr__()
         finally:
-            object.__setattr__(self, "_pyro_frozen", previous)
-        declared = [f"  ({name}): {value!r}" for name, value in {**self._pyro_params, **self._pyro_samples}.items()]
+            for name in declarations:
+                del self.__dict__[name]
+        declared = [f"  ({name}): {value!r}" for name, value in declarations.items()]
         if not declared:
             return text
         # "Name(settings" or "Name(\n  children\n" + one line per Pyro attribute + ")"
@@ -254,46 +257,6 @@ class PyroModule(Module):
 
 
 _MIXINS = {}  # Layer class -> PyroModule[Layer]
-
-
-def _keep_values_for_backward(cls):
-    """Make a Bayesian layer's backward see the attribute values its forward used.
-
-    A backward runs after the call has returned (the cache is gone), and may read
-    attributes (Dense.backward reads ``self.bias``); for a PyroSample attribute that read
-    would draw a new value. So forward adds the values it used to its cache, and
-    backward reads them back from there.
-    """
-    forward, backward = cls.forward, cls.backward
-    if not getattr(forward, "_keeps_values", False):
-        def forward_keeping_values(self, *inputs):
-            with self._pyro_context:
-                # the plain arrays: a layer's own math (and its fused kernels) never sees a traced value
-                values = {name: traced.unwrap(v) for name, v in self.current_parameters().items()}
-                previous = self._pyro_frozen
-                object.__setattr__(self, "_pyro_frozen", values)
-                try:
-                    outputs, cache = forward(self, *inputs)
-                finally:
-                    object.__setattr__(self, "_pyro_frozen", previous)
-            return outputs, (cache, values)
-
-        forward_keeping_values._keeps_values = True
-        forward_keeping_values.__doc__ = forward.__doc__
-        cls.forward = forward_keeping_values
-    if not getattr(backward, "_keeps_values", False):
-        def backward_with_values(self, cache, grad_outputs, needs_input_grad):
-            inner_cache, values = cache
-            previous = self._pyro_frozen
-            object.__setattr__(self, "_pyro_frozen", values)
-            try:
-                return backward(self, inner_cache, grad_outputs, needs_input_grad)
-            finally:
-                object.__setattr__(self, "_pyro_frozen", previous)
-
-        backward_with_values._keeps_values = True
-        backward_with_values.__doc__ = backward.__doc__
-        cls.backward = backward_with_values
 
 
 __all__ = ["Param", "PyroModule", "PyroParam", "PyroSample", "Sample"]

@@ -2,15 +2,23 @@
 
 Teaches: the vector-Jacobian products of ``x @ W.T + b`` and of elementwise functions, written
 to stay finite in float32 for any input and to reuse what forward kept in its cache (an
-activation's derivative is cheapest to get from its output). Builds on module.py. Under the
-"numba" backend, float32 arrays take the fused kernels of minippl.kernels (``fused`` below).
+activation's derivative is cheapest to get from its output). As module.py's layer contract
+says, each backward reads only its cache, never the layer's attributes. Builds on module.py.
+Under the "numba" backend, float32 arrays take the fused kernels of minippl.kernels (``fused``
+below).
 """
 import math
+from collections import namedtuple
 
 import numpy as np
 
 from .. import backend
 from .module import Module
+
+
+# Dense's cache: the input, the weight forward used and whether it added a bias (it does by
+# default, as ``Dense(..., bias=True)``, so ``(x, weight)`` alone reads as a layer with a bias).
+_DenseCache = namedtuple("_DenseCache", ["x", "weight", "has_bias"], defaults=(True,))
 
 
 class Dense(Module):
@@ -52,14 +60,14 @@ class Dense(Module):
                 fused.add_bias_(y, self.bias)
             else:
                 y += self.bias  # y is a fresh array: add in place
-        return y, (x, weight)
+        return y, _DenseCache(x, weight, self.bias is not None)
 
     def backward(self, cache, grad_y, needs_input_grad):
         # dL/dW = g^T x ; dL/db = sum over the batch of g ; dL/dx = g W
-        x, weight = cache
-        g = grad_y.reshape(-1, self.out_features)  # fold all leading batch dims into one
-        grad_params = {"weight": g.T @ x.reshape(-1, self.in_features)}
-        if self.bias is not None:
+        x, weight, has_bias = _DenseCache(*cache)
+        g = grad_y.reshape(-1, grad_y.shape[-1])  # fold all leading batch dims into one
+        grad_params = {"weight": g.T @ x.reshape(-1, x.shape[-1])}
+        if has_bias:
             fused = backend.fused_kernels(g)
             grad_params["bias"] = g.sum(axis=0) if fused is None else fused.bias_grad(g)
         grad_x = grad_y @ weight if needs_input_grad[0] else None
@@ -119,8 +127,9 @@ class Softplus(Module):
         y = backend.softplus(z)  # log(1 + e^z), a fresh array we may finish in place
         if self.beta != 1.0:
             y /= self.beta
-        xp.copyto(y, x, where=z > self.threshold)  # linear above the threshold
-        return y, (x, y)
+        above = z > self.threshold
+        xp.copyto(y, x, where=above)  # linear above the threshold
+        return y, (y, above, self.beta)
 
     def backward(self, cache, grad_y, needs_input_grad):
         # softplus'(x) = sigmoid(beta x) = 1 - exp(-beta y) = -expm1(-beta y); 1 above the threshold
@@ -128,10 +137,10 @@ class Softplus(Module):
             return (None,), {}
         if not isinstance(cache, tuple):  # the fused forward kept the slope itself
             return (grad_y * cache,), {}
-        x, y = cache
-        slope = -backend.array_module(y).expm1(-self.beta * y)  # accurate even where y is tiny
-        above = (x if self.beta == 1.0 else self.beta * x) > self.threshold
-        return (grad_y * backend.array_module(y).where(above, 1, slope),), {}
+        y, above, beta = cache
+        xp = backend.array_module(y)
+        slope = -xp.expm1(-beta * y)  # accurate even where y is tiny
+        return (grad_y * xp.where(above, 1, slope),), {}
 
     def extra_repr(self):
         return f"beta={self.beta}, threshold={self.threshold}"

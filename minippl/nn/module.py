@@ -34,11 +34,19 @@ class Module:
                     backward(cache, grad_outputs, needs_input_grad) -> (grad_inputs, grad_params)
         composite:  forward(*inputs) -> outputs        # calls layers, which record themselves
 
+    The layer contract: **backward reads only its cache**, never an attribute of ``self``.
+    Whatever it needs (the weights forward used, whether it added a bias, a setting such as
+    softplus's beta) forward puts in the cache. A backward runs after the call has returned,
+    when an attribute may have been rebound (an optimiser step, ``set_parameter``) or, for a
+    Bayesian layer (bayesian.py), would be sampled afresh; reading only its cache, backward
+    sees exactly what its forward used.
+
     ``outputs`` is an array or a tuple of arrays; ``grad_outputs`` has the same structure
     (a tuple entry is None when that output received no gradient). ``needs_input_grad``
     holds one bool per input and ``grad_inputs`` one gradient per input, None where it
-    was not needed (and then it is never computed). ``grad_params`` maps this module's
-    parameter attribute names to their gradients. A backward never writes into
+    was not needed (and then it is never computed). ``grad_params`` maps this layer's
+    parameter names, as :meth:`current_parameters` gives them, to their gradients: the tape
+    sends each one to the array of that name the call used. A backward never writes into
     ``grad_outputs`` or the cache, and may return ``grad_outputs`` itself (or a view of
     it), so whoever accumulates gradients must not add into a received array in place.
 
@@ -47,15 +55,22 @@ class Module:
     ...         super().__init__()
     ...         self.w = np.array(2.0)
     ...     def forward(self, x):
-    ...         return self.w * x, x
-    ...     def backward(self, x, grad_y, needs_input_grad):
+    ...         return self.w * x, (x, self.w)   # the cache: all that backward needs
+    ...     def backward(self, cache, grad_y, needs_input_grad):
+    ...         x, w = cache                     # never self.w
     ...         # dL/dw = sum g x ; dL/dx = g w
-    ...         grad_x = grad_y * self.w if needs_input_grad[0] else None
+    ...         grad_x = grad_y * w if needs_input_grad[0] else None
     ...         return (grad_x,), {"w": np.sum(grad_y * x)}
-    >>> Scale()(np.array([1.0, 3.0]))             # outside any handler: just forward
+    >>> layer = Scale()
+    >>> layer(np.array([1.0, 3.0]))               # outside any handler: just forward
     array([2., 6.])
-    >>> [name for name, _ in Scale().named_parameters()]
+    >>> [name for name, _ in layer.named_parameters()]
     ['w']
+    >>> y, cache = layer.forward(np.array([1.0, 3.0]))
+    >>> layer.w = np.array(5.0)                   # rebound after the call, as an optimiser may
+    >>> (grad_x,), grad_params = layer.backward(cache, np.ones(2), (True,))
+    >>> grad_x, float(grad_params["w"])           # the w = 2 that forward used
+    (array([2., 2.]), 4.0)
     """
 
     _is_layer = False  # set for each subclass by __init_subclass__
@@ -177,9 +192,10 @@ class Module:
     def current_parameters(self):
         """``{name: array}`` this layer computes with now, by the names its backward returns.
 
-        The tape keeps this dict with each call record, so a gradient goes to the
-        array that was used even if the attribute is rebound (or, for a Bayesian
-        layer, sampled afresh) before the backward pass.
+        The call record keeps this dict, and the tape sends each gradient of ``grad_params``
+        to the array under its name here: the array that was used, even if the attribute is
+        rebound (or, for a Bayesian layer, sampled afresh) before the backward pass. It must
+        hold every array backward returns a gradient for; the tape raises for a name it lacks.
         """
         return {name: getattr(self, name) for name in self._parameter_names}
 
