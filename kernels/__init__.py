@@ -6,9 +6,9 @@ Normal sample / log-density / gradients, the Normal-Normal KL, the finiteness ch
 gradient before an update, and the Adam/ClippedAdam update over all parameters at once. Read
 ``cpu_math.py`` (float32 exp and log that vectorise), then ``cpu.py`` (Numba kernels for NumPy
 arrays) and ``cpu_adam.py`` (the optimiser step), then ``gpu.py`` (numba.cuda kernels for CuPy
-arrays, same entry points). ``minippl.set_backend("numba" | "numpy")`` chooses fused or
-reference, and ``minippl.backend.fused_kernels(*arrays)`` picks the module for the arrays'
-device (float32 only). Matrix products stay in BLAS / cuBLAS. Every kernel is tested against its
+arrays, same entry points), and ``registry.py``: which kernel replaces which reference function
+(marked ``@minippl.backend.fusable``), for which arrays (float32 only).
+``minippl.set_backend("numba" | "numpy")`` chooses fused or reference. Matrix products stay in BLAS / cuBLAS. Every kernel is tested against its
 reference (tests/test_kernels_cpu.py, tests/test_kernels_gpu_sim.py); benchmarks/kernels_cpu.py
 times them.
 """

@@ -4,8 +4,8 @@ Teaches: when fusing pays on a CPU. Each kernel reads its inputs once and writes
 once, with exp and log from cpu_math.py (NumPy's SIMD ufuncs would beat Numba's own scalar ones).
 Kernels are serial: BLAS owns both cores for the matrix products, and splitting a pass over a
 second thread measured no faster here (OpenBLAS's idle threads keep spinning on that core).
-The Adam update lives in cpu_adam.py. The callers (nn/layers.py, distributions, optim.py) reach these through
-``minippl.backend.fused_kernels``. Inputs: float32, C-contiguous arrays of equal shapes.
+The Adam update lives in cpu_adam.py. The teaching files reach these only through registry.py
+(the one dispatch point). Inputs: float32, C-contiguous arrays of equal shapes.
 """
 import math
 

@@ -82,7 +82,73 @@ def _(k, loc_p, scale_p, loc_q, scale_q, g, wrt_p, wrt_q):
     return k.kl_normal_normal_grads(loc_p, scale_p, loc_q, scale_q, g, wrt_p, wrt_q)
 
 
-# ---------------------------------------------------------------- the finiteness check before an update
+# ---------------------------------------------------------------- layers
+@entry("add_bias")
+def _(k, y, bias):
+    if not (_takes(y) and _takes(bias) and type(bias) is type(y) and bias.shape == y.shape[-1:]):
+        return NotImplemented
+    return k.add_bias_(y, bias)
+
+
+@entry("bias_grad")
+def _(k, g):
+    return k.bias_grad(g) if g.ndim == 2 and g.dtype == _FLOAT32 else NotImplemented
+
+
+@entry("sigmoid")
+def _(k, x):
+    return k.sigmoid_forward(x) if _takes(x) else NotImplemented
+
+
+@entry("sigmoid_backward")
+def _(k, y, grad_y):
+    return k.sigmoid_backward(y, grad_y) if _takes(y, grad_y) else NotImplemented
+
+
+@entry("softplus_with_slope")
+def _(k, x, beta, threshold):
+    return k.softplus_forward(x, beta, threshold) if _takes(x) else NotImplemented
+
+
+@entry("tanh_backward")
+def _(k, y, grad_y):
+    return k.tanh_backward(y, grad_y) if _takes(y, grad_y) else NotImplemented
+
+
+@entry("relu_backward")
+def _(k, y, grad_y):
+    return k.relu_backward(y, grad_y) if _takes(y, grad_y) else NotImplemented
+
+
+@entry("exp")
+def _(k, x):
+    return k.exp_forward(x) if _takes(x) else NotImplemented
+
+
+# ---------------------------------------------------------------- the optimiser, and the finiteness check before an update
+@entry("adam_update_all")
+def _(k, work, clipped):
+    """All params in one kernel call; the step counts (and ClippedAdam's decayed lr) as the reference."""
+    arrays = [a for param, grad, state, _ in work for a in (param, grad, state["exp_avg"], state["exp_avg_sq"])]
+    kind = type(arrays[0])
+    if not all(type(a) is kind and a.dtype == _FLOAT32 and a.flags.c_contiguous for a in arrays):
+        return NotImplemented
+    settings = []
+    for _, _, state, hyper in work:
+        state["step"] += 1
+        beta1, beta2 = hyper["betas"]
+        options = {"lr": hyper["lr"]}
+        if clipped:
+            state["lr"] *= hyper["lrd"]
+            options = {"lr": state["lr"], "clip": hyper["clip_norm"], "centered": hyper["centered_variance"],
+                       "clipped_adam": True}
+        settings.append(k.adam_settings(beta1=beta1, beta2=beta2, eps=hyper["eps"], step=state["step"],
+                                        weight_decay=hyper["weight_decay"], **options))
+    k.adam_update_many(*zip(*[(p, g, s["exp_avg"], s["exp_avg_sq"]) for p, g, s, _ in work]), settings)
+    return None
+
+
+
 @entry("all_finite_many")
 def _(k, arrays):
     kind = type(arrays[0])

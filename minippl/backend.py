@@ -168,7 +168,6 @@ def uniform(rng, shape, dtype, like=None):
 _BACKEND = None  # chosen on first use: "numba" if Numba imports, else "numpy"
 _CPU_KERNELS = None
 _REGISTRY = None
-_FLOAT32 = np.dtype(np.float32)
 FUSABLE = {}  # name -> reference function: every function a kernel may replace
 
 
@@ -218,7 +217,7 @@ def fusable(name):
 
         def dispatch(*args):
             if _BACKEND == "numba" or (_BACKEND is None and get_backend() == "numba"):
-                kernels = _kernels_for(args[0] if type(args[0]) is not list else args[0][0])
+                kernels = _kernels_for(_first_array(args[0]))
                 if kernels is not None:
                     result = _REGISTRY[name](kernels, *args)
                     if result is not NotImplemented:
@@ -231,30 +230,18 @@ def fusable(name):
     return decorate
 
 
+def _first_array(x):
+    """The first argument, or the first item of a list (of tuples) of them: what decides the device."""
+    while type(x) in (list, tuple) and x:
+        x = x[0]
+    return x
+
+
 def _kernels_for(array):
     kind = type(array)
     if kind is np.ndarray:
         return _CPU_KERNELS
     return _gpu_kernels() if kind.__module__.startswith("cupy") else None  # Python numbers: the reference
-
-
-def fused_kernels(*arrays):
-    """The kernel module for ``arrays`` under the active backend, or None for the reference path.
-
-    Fused kernels take float32, C-contiguous arrays of one device: ``minippl.kernels.cpu`` for
-    NumPy arrays, ``minippl.kernels.gpu`` for CuPy arrays. Callers check shapes themselves.
-    """
-    if _BACKEND != "numba" and get_backend() != "numba":
-        return None
-    kind = type(arrays[0])
-    if kind is not np.ndarray and not kind.__module__.startswith("cupy"):
-        return None  # Python numbers, NumPy scalars
-    for a in arrays:
-        if type(a) is not kind or a.dtype is not _FLOAT32 or not a.flags.c_contiguous:
-            if type(a) is kind and a.dtype == _FLOAT32 and a.flags.c_contiguous:
-                continue  # an equal dtype object that is not the canonical one
-            return None
-    return _CPU_KERNELS if kind is np.ndarray else _gpu_kernels()
 
 
 _GPU_KERNELS = None
@@ -269,9 +256,3 @@ def _gpu_kernels():
         gpu.check_device()
         _GPU_KERNELS = gpu
     return _GPU_KERNELS
-
-
-def is_float32_like(x, like):
-    """True if ``x`` is a float32 array of ``like``'s shape (a cotangent the fused kernels take as is;
-    it may be a broadcast view)."""
-    return getattr(x, "dtype", None) == _FLOAT32 and x.shape == like.shape

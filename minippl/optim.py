@@ -8,7 +8,8 @@ state (step count, moments) the first time it is seen. Builds on params.py.
 import math
 
 from . import saving
-from .backend import array_module, fused_kernels
+from . import backend
+from .backend import array_module
 
 
 class PyroOptim:
@@ -220,74 +221,50 @@ class Adam(PyroOptim):
     def state_arrays(self, hyper):
         return ("exp_avg", "exp_avg_sq")
 
+    clipped = False  # ClippedAdam's variant of the update below
+
     def update_all(self, work):
-        if not _fused_adam(work, clipped_adam=False):
-            super().update_all(work)
+        adam_update_all(work, self.clipped)  # every param in one fused pass where a kernel takes them
 
     def update(self, param, grad, state, hyper):
-        if hyper["weight_decay"] != 0:
-            grad = grad + hyper["weight_decay"] * param  # g += wd * theta
-        scratch = update_moments(grad, state, hyper["betas"])
-        step = state["step"]
-        beta1, beta2 = hyper["betas"]
-        bias_correction1, bias_correction2 = 1.0 - beta1**step, 1.0 - beta2**step
-        # theta -= lr * m_hat / (sqrt(v_hat) + eps), m_hat = m / bc1, v_hat = v / bc2,
-        # evaluated in torch's order: denom = sqrt(v) / sqrt(bc2) + eps; step = lr / bc1
-        xp = array_module(param)
-        xp.sqrt(state["exp_avg_sq"], out=scratch)
-        scratch /= math.sqrt(bias_correction2)
-        scratch += hyper["eps"]
-        xp.divide(state["exp_avg"], scratch, out=scratch)
-        scratch *= hyper["lr"] / bias_correction1
-        param -= scratch
+        adam_update(param, grad, state, hyper, self.clipped)
 
 
-def _fused_adam(work, clipped_adam):
-    """Every update below (Adam's, or ClippedAdam's) in one pass over all parameters, for float32
-    arrays under the "numba" backend (minippl.kernels adam_update_many); False, with nothing
-    changed, where the reference must run."""
-    arrays = [a for param, grad, state, _ in work for a in (param, grad, state["exp_avg"], state["exp_avg_sq"])]
-    fused = fused_kernels(*arrays) if arrays else None
-    if fused is None:
-        return False
-    settings = []
-    for _, _, state, hyper in work:
-        state["step"] += 1
-        beta1, beta2 = hyper["betas"]
-        options = {"lr": hyper["lr"]}
-        if clipped_adam:
-            state["lr"] *= hyper["lrd"]
-            options = {"lr": state["lr"], "clip": hyper["clip_norm"], "centered": hyper["centered_variance"],
-                       "clipped_adam": True}
-        settings.append(fused.adam_settings(beta1=beta1, beta2=beta2, eps=hyper["eps"], step=state["step"],
-                                            weight_decay=hyper["weight_decay"], **options))
-    fused.adam_update_many(*zip(*[(p, g, s["exp_avg"], s["exp_avg_sq"]) for p, g, s, _ in work]), settings)
-    return True
+@backend.fusable("adam_update_all")
+def adam_update_all(work, clipped):
+    """One Adam (or ClippedAdam) step of every (param, grad, state, hyper) in ``work``, in place."""
+    for param, grad, state, hyper in work:
+        adam_update(param, grad, state, hyper, clipped)
 
 
-def update_moments(grad, state, betas, centered_variance=False):
-    """Adam's moving averages, in place; counts the step; returns a spare param-shaped buffer.
-
-    m_t = beta1 m_{t-1} + (1 - beta1) g        v_t = beta2 v_{t-1} + (1 - beta2) d^2
-    with d = g, or d = g - m_t for Pyro's ClippedAdam(centered_variance=True).
-    """
-    beta1, beta2 = betas
-    exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-    xp = array_module(exp_avg)
-    scratch = xp.empty_like(exp_avg)
-    xp.multiply(grad, 1.0 - beta1, out=scratch)
-    exp_avg *= beta1
-    exp_avg += scratch
-    if centered_variance:
-        xp.subtract(grad, exp_avg, out=scratch)
-        scratch *= scratch
-    else:
-        xp.multiply(grad, grad, out=scratch)
-    scratch *= 1.0 - beta2
-    exp_avg_sq *= beta2
-    exp_avg_sq += scratch
+def adam_update(param, grad, state, hyper, clipped=False):
+    """One step of torch's Adam, or of Pyro's ClippedAdam (``clipped``), on one param, in place."""
+    xp = array_module(param)
     state["step"] += 1
-    return scratch
+    step, lr = state["step"], hyper["lr"]
+    beta1, beta2 = hyper["betas"]
+    if clipped:
+        state["lr"] *= hyper["lrd"]  # lr_t = lr lrd^t
+        lr = state["lr"]
+        grad = xp.clip(grad, -hyper["clip_norm"], hyper["clip_norm"])  # each element into [-clip, clip]
+    if hyper["weight_decay"] != 0:
+        grad = grad + hyper["weight_decay"] * param  # g += wd * theta (after clipping, as Pyro)
+    exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+    # m_t = beta1 m_{t-1} + (1 - beta1) g ;  v_t = beta2 v_{t-1} + (1 - beta2) d^2, with d = g, or
+    # d = g - m_t for ClippedAdam(centered_variance=True)
+    exp_avg *= beta1
+    exp_avg += grad * (1.0 - beta1)
+    deviation = grad - exp_avg if clipped and hyper["centered_variance"] else grad
+    exp_avg_sq *= beta2
+    exp_avg_sq += deviation * deviation * (1.0 - beta2)
+    bias_correction1, bias_correction2 = 1.0 - beta1**step, 1.0 - beta2**step
+    if clipped:
+        # ClippedAdam: theta -= lr_t sqrt(bc2) / bc1 * m / (sqrt(v) + eps)
+        param -= exp_avg / (xp.sqrt(exp_avg_sq) + hyper["eps"]) * (lr * math.sqrt(bias_correction2) / bias_correction1)
+    else:
+        # Adam: theta -= lr m_hat / (sqrt(v_hat) + eps), m_hat = m / bc1, v_hat = v / bc2, in torch's
+        # order: denom = sqrt(v) / sqrt(bc2) + eps; step = lr / bc1
+        param -= exp_avg / (xp.sqrt(exp_avg_sq) / math.sqrt(bias_correction2) + hyper["eps"]) * (lr / bias_correction1)
 
 
 class ClippedAdam(Adam):
@@ -304,27 +281,8 @@ class ClippedAdam(Adam):
         if hyper["clip_norm"] <= 0 or hyper["lrd"] <= 0:
             raise ValueError("clip_norm and lrd must be > 0")
 
+    clipped = True
+
     def initial_scalars(self, hyper):
         return {"lr": float(hyper["lr"])}  # decays per param, so it is state (Pyro: group['lr'])
 
-    def update_all(self, work):
-        if not _fused_adam(work, clipped_adam=True):
-            PyroOptim.update_all(self, work)
-
-    def update(self, param, grad, state, hyper):
-        state["lr"] *= hyper["lrd"]
-        xp = array_module(param)
-        clip = hyper["clip_norm"]
-        grad = xp.clip(grad, -clip, clip)  # a new array: the caller's gradient is left as it was
-        if hyper["weight_decay"] != 0:
-            grad += hyper["weight_decay"] * param  # g += wd * theta, after clipping (as Pyro)
-        scratch = update_moments(grad, state, hyper["betas"], hyper["centered_variance"])
-        step = state["step"]
-        beta1, beta2 = hyper["betas"]
-        # theta -= lr_t * sqrt(bc2) / bc1 * m / (sqrt(v) + eps)
-        step_size = state["lr"] * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
-        xp.sqrt(state["exp_avg_sq"], out=scratch)
-        scratch += hyper["eps"]
-        xp.divide(state["exp_avg"], scratch, out=scratch)
-        scratch *= step_size
-        param -= scratch

@@ -226,16 +226,21 @@ def test_adam_kernel_leaves_nan_visible():
 
 
 # ---------------------------------------------------------------- dispatch
-def test_fused_kernels_takes_only_float32_contiguous_arrays():
+def test_the_dispatch_point_sends_a_kernel_only_what_it_takes(monkeypatch):
+    from minippl.nn import layers
+
+    calls = []
+    monkeypatch.setattr(cpu, "exp_forward", lambda x: calls.append(x) or np.exp(x))
     minippl.set_backend("numba")
     x = randn(4, 3)
-    assert backend.fused_kernels(x, x) is cpu
-    assert backend.fused_kernels(x.astype(np.float64)) is None
-    assert backend.fused_kernels(x.T) is None  # not C-contiguous
-    assert backend.fused_kernels(x, x.astype(np.float64)) is None
-    assert backend.fused_kernels(1.0, x) is None
+    for array, fused in [(x, True), (x.astype(np.float64), False), (x.T, False), (np.float32(1.0), False)]:
+        calls.clear()
+        np.testing.assert_allclose(layers.exp(array), np.exp(array), rtol=1e-6)
+        assert bool(calls) == fused, (array.dtype, array.shape)
     minippl.set_backend("numpy")
-    assert backend.fused_kernels(x) is None
+    calls.clear()
+    layers.exp(x)
+    assert not calls and layers.exp.reference(x).dtype == np.float32
     minippl.set_backend("numba")
 
 

@@ -118,7 +118,7 @@ def run_checks():
                                                "flags": types.SimpleNamespace(c_contiguous=True)})
         minippl.set_backend("numba")
         try:
-            backend.fused_kernels(fake_cupy_array())
+            backend._kernels_for(fake_cupy_array())
         except RuntimeError as error:
             assert "CuPy" in str(error) and "pip install" in str(error), error
         else:

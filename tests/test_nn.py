@@ -160,7 +160,7 @@ class MustNotBeUsed:
 def test_dense_skips_the_data_gradient():
     layer = nn.Dense(3, 2, dtype=np.float64)
     x, grad_y = randn(4, 3), randn(4, 2)
-    (grad_x,), grad_params = layer.backward((x, MustNotBeUsed()), grad_y, (False,))
+    (grad_x,), grad_params = layer.backward((x, MustNotBeUsed(), True), grad_y, (False,))
     assert grad_x is None and set(grad_params) == {"weight", "bias"}
 
 

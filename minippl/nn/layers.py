@@ -3,9 +3,9 @@
 Teaches: the vector-Jacobian products of ``x @ W.T + b`` and of elementwise functions, written
 to stay finite in float32 for any input and to reuse what forward kept in its cache (an
 activation's derivative is cheapest to get from its output). As module.py's layer contract
-says, each backward reads only its cache, never the layer's attributes. Builds on module.py.
-Under the "numba" backend, float32 arrays take the fused kernels of minippl.kernels (``fused``
-below).
+says, each backward reads only its cache, never the layer's attributes. The elementwise math is
+written once, as plain functions at the end of the file; a fused kernel may replace each one
+(``@backend.fusable``, kernels/registry.py). Builds on module.py.
 """
 import math
 from collections import namedtuple
@@ -16,9 +16,8 @@ from .. import backend
 from .module import Module
 
 
-# Dense's cache: the input, the weight forward used and whether it added a bias (it does by
-# default, as ``Dense(..., bias=True)``, so ``(x, weight)`` alone reads as a layer with a bias).
-_DenseCache = namedtuple("_DenseCache", ["x", "weight", "has_bias"], defaults=(True,))
+# Dense's cache: the input, the weight forward used and whether it added a bias.
+_DenseCache = namedtuple("_DenseCache", ["x", "weight", "has_bias"])
 
 
 class Dense(Module):
@@ -55,11 +54,7 @@ class Dense(Module):
         weight = self.weight
         y = x @ weight.T
         if self.bias is not None:
-            fused = backend.fused_kernels(y, self.bias)
-            if fused is not None:
-                fused.add_bias_(y, self.bias)
-            else:
-                y += self.bias  # y is a fresh array: add in place
+            y = add_bias(y, self.bias)
         return y, _DenseCache(x, weight, self.bias is not None)
 
     def backward(self, cache, grad_y, needs_input_grad):
@@ -68,8 +63,7 @@ class Dense(Module):
         g = grad_y.reshape(-1, grad_y.shape[-1])  # fold all leading batch dims into one
         grad_params = {"weight": g.T @ x.reshape(-1, x.shape[-1])}
         if has_bias:
-            fused = backend.fused_kernels(g)
-            grad_params["bias"] = g.sum(axis=0) if fused is None else fused.bias_grad(g)
+            grad_params["bias"] = bias_grad(g)
         grad_x = grad_y @ weight if needs_input_grad[0] else None
         return (grad_x,), grad_params
 
@@ -90,28 +84,18 @@ class Sigmoid(Module):
     """sigmoid(x) = 1 / (1 + exp(-x)), finite for every float32 input."""
 
     def forward(self, x):
-        fused = backend.fused_kernels(x)
-        y = backend.sigmoid(x) if fused is None else fused.sigmoid_forward(x)
+        y = sigmoid(x)
         return y, y
 
     def backward(self, y, grad_y, needs_input_grad):
-        # sigmoid'(x) = s (1 - s), with s the output kept in the cache
-        if not needs_input_grad[0]:
-            return (None,), {}
-        fused = backend.fused_kernels(y, grad_y)
-        if fused is not None:
-            return (fused.sigmoid_backward(y, grad_y),), {}
-        slope = 1 - y
-        slope *= y
-        return (grad_y * slope,), {}
+        return ((sigmoid_backward(y, grad_y) if needs_input_grad[0] else None),), {}
 
 
 class Softplus(Module):
     """softplus(x) = log(1 + exp(beta x)) / beta, and exactly x where beta x > threshold.
 
     The threshold is PyTorch's (``nn.Softplus(beta=1, threshold=20)``): above it the
-    function is taken to be linear. Below it we use the identity
-    log(1 + e^z) = max(z, 0) + log1p(e^-|z|), which cannot overflow.
+    function is taken to be linear. Forward keeps the slope for backward.
     """
 
     def __init__(self, beta=1.0, threshold=20.0):
@@ -119,28 +103,10 @@ class Softplus(Module):
         self.beta, self.threshold = float(beta), float(threshold)
 
     def forward(self, x):
-        fused = backend.fused_kernels(x)
-        if fused is not None:  # one pass that also keeps the slope sigmoid(beta x) for backward
-            return fused.softplus_forward(x, self.beta, self.threshold)
-        xp = backend.array_module(x)
-        z = x if self.beta == 1.0 else self.beta * x
-        y = backend.softplus(z)  # log(1 + e^z), a fresh array we may finish in place
-        if self.beta != 1.0:
-            y /= self.beta
-        above = z > self.threshold
-        xp.copyto(y, x, where=above)  # linear above the threshold
-        return y, (y, above, self.beta)
+        return softplus_with_slope(x, self.beta, self.threshold)  # (y, slope): the slope is the cache
 
-    def backward(self, cache, grad_y, needs_input_grad):
-        # softplus'(x) = sigmoid(beta x) = 1 - exp(-beta y) = -expm1(-beta y); 1 above the threshold
-        if not needs_input_grad[0]:
-            return (None,), {}
-        if not isinstance(cache, tuple):  # the fused forward kept the slope itself
-            return (grad_y * cache,), {}
-        y, above, beta = cache
-        xp = backend.array_module(y)
-        slope = -xp.expm1(-beta * y)  # accurate even where y is tiny
-        return (grad_y * xp.where(above, 1, slope),), {}
+    def backward(self, slope, grad_y, needs_input_grad):
+        return ((grad_y * slope if needs_input_grad[0] else None),), {}  # dL/dx = g softplus'(x)
 
     def extra_repr(self):
         return f"beta={self.beta}, threshold={self.threshold}"
@@ -154,13 +120,7 @@ class Tanh(Module):
         return y, y
 
     def backward(self, y, grad_y, needs_input_grad):
-        # tanh'(x) = 1 - t^2, with t the output kept in the cache
-        if not needs_input_grad[0]:
-            return (None,), {}
-        fused = backend.fused_kernels(y, grad_y)
-        if fused is not None:
-            return (fused.tanh_backward(y, grad_y),), {}
-        return (grad_y * (1 - y * y),), {}
+        return ((tanh_backward(y, grad_y) if needs_input_grad[0] else None),), {}
 
 
 class ReLU(Module):
@@ -171,26 +131,65 @@ class ReLU(Module):
         return y, y
 
     def backward(self, y, grad_y, needs_input_grad):
-        # relu'(x) = 1 where x > 0, else 0 (and y > 0 exactly where x > 0); 0 at x = 0, as torch
-        if not needs_input_grad[0]:
-            return (None,), {}
-        fused = backend.fused_kernels(y, grad_y)
-        if fused is not None:
-            return (fused.relu_backward(y, grad_y),), {}
-        return (grad_y * (y > 0),), {}
+        return ((relu_backward(y, grad_y) if needs_input_grad[0] else None),), {}
 
 
 class Exp(Module):
     """exp(x), elementwise (overflows to inf above about 88 in float32, as np.exp does)."""
 
     def forward(self, x):
-        fused = backend.fused_kernels(x)
-        y = backend.array_module(x).exp(x) if fused is None else fused.exp_forward(x)
+        y = exp(x)
         return y, y
 
     def backward(self, y, grad_y, needs_input_grad):
         # exp'(x) = exp(x): reuse the output kept in the cache
-        if not needs_input_grad[0]:
-            return (None,), {}
-        return (grad_y * y,), {}
+        return ((grad_y * y if needs_input_grad[0] else None),), {}
 
+
+# ---------------------------------------------------------------- the reference math
+# Each function may be replaced by a fused kernel that computes the same numbers in one pass
+# (kernels/registry.py; tests/test_kernels_cpu.py compares them).
+@backend.fusable("add_bias")
+def add_bias(y, bias):
+    y += bias  # y = x W^T is a fresh array: add the bias in place
+    return y
+
+
+@backend.fusable("bias_grad")
+def bias_grad(g):
+    return g.sum(axis=0)  # dL/db = the sum over the batch of g (g folded to (rows, features))
+
+
+@backend.fusable("sigmoid")
+def sigmoid(x):
+    return backend.sigmoid(x)
+
+
+@backend.fusable("sigmoid_backward")
+def sigmoid_backward(y, grad_y):
+    return grad_y * (y * (1 - y))  # sigmoid'(x) = s (1 - s), with s = y the output
+
+
+@backend.fusable("softplus_with_slope")
+def softplus_with_slope(x, beta, threshold):
+    """(softplus(x), its slope): log(1 + e^(beta x)) / beta and sigmoid(beta x), or x and 1 above the threshold."""
+    xp = backend.array_module(x)
+    z = beta * x
+    above = z > threshold
+    # softplus'(x) = e^(beta x) / (1 + e^(beta x)) = sigmoid(beta x)
+    return xp.where(above, x, backend.softplus(z) / beta), xp.where(above, 1, backend.sigmoid(z))
+
+
+@backend.fusable("tanh_backward")
+def tanh_backward(y, grad_y):
+    return grad_y * (1 - y * y)  # tanh'(x) = 1 - t^2, with t = y the output
+
+
+@backend.fusable("relu_backward")
+def relu_backward(y, grad_y):
+    return grad_y * (y > 0)  # relu'(x) = 1 where x > 0 (exactly where y > 0), else 0; 0 at 0, as torch
+
+
+@backend.fusable("exp")
+def exp(x):
+    return backend.array_module(x).exp(x)
