@@ -1,17 +1,18 @@
 """Tests of the example helpers: the MNIST loader (examples/mnist.py) on the bundled
-files and on damaged copies, and the PNG writer, grid and chart (examples/images.py),
-checked with a small PNG decoder written here from the format (zlib + CRC-32)."""
+files and on damaged copies, the digit grid (examples/images.py), and the pictures the VAE
+example writes with matplotlib: its digit grids and its loss curve with Pyro's beside it."""
 import gzip
 import hashlib
 import shutil
 import struct
-import zlib
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
 import images
 import mnist
+import vae_mnist
 
 
 # ---------------------------------------------------------------- MNIST loader
@@ -101,53 +102,7 @@ def test_idx_header_is_checked():
         mnist.parse_idx(labels[:-1], 2049, (3,))
 
 
-# ---------------------------------------------------------------- PNG
-def decode_png(data):
-    """Decode an 8-bit gray or RGB, non-interlaced PNG whose rows use filter 0."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    position, chunks = 8, []
-    while position < len(data):
-        (length,) = struct.unpack(">I", data[position:position + 4])
-        kind, body = data[position + 4:position + 8], data[position + 8:position + 8 + length]
-        (crc,) = struct.unpack(">I", data[position + 8 + length:position + 12 + length])
-        assert crc == zlib.crc32(kind + body), f"bad CRC in {kind}"
-        chunks.append((kind, body))
-        position += 12 + length
-    assert chunks[0][0] == b"IHDR" and chunks[-1] == (b"IEND", b"")
-    width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", chunks[0][1])
-    assert depth == 8 and color in (0, 2) and interlace == 0
-    channels = 1 if color == 0 else 3
-    raw = zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
-    rows = np.frombuffer(raw, np.uint8).reshape(height, width * channels + 1)
-    # write_png only uses row filter 0 ("none"); the other four are not needed here.
-    assert np.all(rows[:, 0] == 0), "unexpected PNG row filter"
-    pixels = rows[:, 1:]
-    return pixels.reshape(height, width) if channels == 1 else pixels.reshape(height, width, 3)
-
-
-@pytest.mark.parametrize("shape", [(5, 7), (4, 3, 3), (1, 1)])
-def test_png_round_trip(tmp_path, shape):
-    pixels = np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
-    path = images.write_png(tmp_path / "picture.png", pixels)
-    np.testing.assert_array_equal(decode_png(path.read_bytes()), pixels)
-    assert [p.name for p in tmp_path.iterdir()] == ["picture.png"]  # no temp file left
-
-
-def test_png_round_trip_with_pillow_if_installed(tmp_path):
-    pil_image = pytest.importorskip("PIL.Image")
-    pixels = np.random.default_rng(1).integers(0, 256, size=(6, 9, 3), dtype=np.uint8)
-    images.write_png(tmp_path / "rgb.png", pixels)
-    np.testing.assert_array_equal(np.asarray(pil_image.open(tmp_path / "rgb.png")), pixels)
-
-
-def test_write_png_rejects_bad_input(tmp_path):
-    with pytest.raises(TypeError, match="uint8"):
-        images.write_png(tmp_path / "x.png", np.zeros((2, 2)))
-    with pytest.raises(ValueError, match="shape"):
-        images.write_png(tmp_path / "x.png", np.zeros((2, 2, 4), np.uint8))
-    assert list(tmp_path.iterdir()) == []
-
-
+# ---------------------------------------------------------------- pictures
 def test_image_grid_shape_and_placement():
     digits = np.random.default_rng(2).random((10, 28, 28))
     grid = images.image_grid(digits, nrow=4, pad=2)
@@ -160,21 +115,54 @@ def test_image_grid_shape_and_placement():
         images.image_grid(digits * 2, nrow=4)
 
 
-def test_line_plot_png_writes_a_readable_chart(tmp_path):
-    steps = np.arange(1, 41)
-    path = tmp_path / "loss.png"
-    canvas = images.line_plot_png(path, {"train": (steps, 200 / steps + 90),
-                                         "test": (steps, 210 / steps + 95)},
-                                  title="ELBO loss", xlabel="epoch", ylabel="loss")
-    np.testing.assert_array_equal(decode_png(path.read_bytes()), canvas)
-    assert canvas.shape == (400, 640, 3)
-    for color in images.PALETTE[:2]:  # both curves were drawn
-        assert np.all(canvas == color, axis=-1).sum() > 100
-    with pytest.raises(ValueError, match="'train'.*index 3"):
-        images.line_plot_png(path, {"train": ([0, 1, 2, 3], [1.0, 2.0, 3.0, np.nan])})
+def test_saved_grids_are_gray_pngs_of_the_grid(tmp_path):
+    # vmin/vmax pin the gray map, so a pixel's value is its gray level, whatever the grid's range
+    # (within one level: the colormap's 256-entry table rounds).
+    vae = vae_mnist.VAE(z_dim=4, hidden_dim=16)
+    x_test = np.random.default_rng(3).random((32, 784)).astype(np.float32) * 0.5  # no white pixel
+    vae_mnist.save_pictures(vae, x_test, tmp_path, 7, np.random.default_rng(0))
+    reconstructions = plt.imread(tmp_path / "reconstructions_epoch_007.png")
+    samples = plt.imread(tmp_path / "samples_epoch_007.png")
+    assert reconstructions.shape == samples.shape == (8 * 30 + 2, 8 * 30 + 2, 4)  # 64 digits, RGBA
+    assert np.all(reconstructions[..., 0] == reconstructions[..., 2])  # gray
+    first_original = images.to_uint8(x_test[0].reshape(28, 28))
+    np.testing.assert_allclose(reconstructions[2:30, 2:30, 0] * 255, first_original, atol=1)
+    assert np.all(reconstructions[0, :, :3] == 1)  # the padding stays white
 
 
-def test_text_mask_covers_the_font():
-    assert images.text_mask("Loss 1.5e-3", scale=2).shape == (14, 2 * (11 * 6 - 1))
-    assert images.text_mask("a").sum() == images.text_mask("A").sum() > 0
-    np.testing.assert_array_equal(images.text_mask("~"), images.text_mask("?"))
+ROWS = [{"epoch": 1, "train_loss": 193.1, "test_loss": 158.7, "seconds": 2.0},
+        {"epoch": 2, "train_loss": 147.8, "test_loss": None, "seconds": 2.0},
+        {"epoch": 3, "train_loss": 133.5, "test_loss": 127.5, "seconds": 2.0}]
+
+
+def test_loss_curve_shows_train_test_and_pyro(tmp_path):
+    path = tmp_path / "loss_curve.png"
+    fig = vae_mnist.plot_losses(ROWS, path, vae_mnist.PYRO_LOSSES)
+    assert plt.imread(path).shape[2] == 4  # a PNG that matplotlib reads back
+    (ax,) = fig.axes
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines) == ["minippl train", "minippl test", "Pyro 1.9.2 train", "Pyro 1.9.2 test"]
+    assert list(lines["minippl test"].get_xdata()) == [1, 3]  # only the tested epochs
+    # Pyro's curves stop at the run's last epoch
+    assert list(lines["Pyro 1.9.2 test"].get_xdata()) == [1, 2, 3]
+    assert list(lines["Pyro 1.9.2 train"].get_ydata()) == [191.15, 146.62, 132.88]
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == list(lines)
+    assert ax.get_xlabel() == "epoch" and "nats" in ax.get_ylabel() and "Pyro" in ax.get_title()
+    assert all(tick == int(tick) for tick in ax.get_xticks())  # whole epochs
+
+
+def test_loss_curve_without_pyro_for_other_settings(tmp_path):
+    fig = vae_mnist.plot_losses(ROWS[:1], tmp_path / "loss_curve.png")
+    assert [line.get_label() for line in fig.axes[0].get_lines()] == ["minippl train", "minippl test"]
+    low, high = fig.axes[0].get_xlim()
+    assert [t for t in fig.axes[0].get_xticks() if low <= t <= high] == [1]  # not 0.9, 1.0, 1.1
+    assert "Pyro" not in fig.axes[0].get_title()
+
+
+@pytest.mark.parametrize("argv, compared", [
+    ([], True), (["-n", "3", "--seed", "5", "--resume"], True), (["--binarize"], False),
+    (["--train-limit", "512"], False), (["--hidden-dim", "64"], False), (["-lr", "1e-2"], False),
+])
+def test_pyro_curve_only_for_pyro_settings(argv, compared):
+    reference = vae_mnist.pyro_reference(vae_mnist.parse_args(argv))
+    assert reference is (vae_mnist.PYRO_LOSSES if compared else None)

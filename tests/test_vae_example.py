@@ -70,8 +70,10 @@ def test_resume_with_other_settings_is_refused(tmp_path):
 
 def test_summary_line_and_binarize(tmp_path, capsys):
     rows = run(tmp_path, "-n", "1", "--binarize")
-    line = capsys.readouterr().out.strip().splitlines()[-1]
+    captured = capsys.readouterr()
+    line = captured.out.strip().splitlines()[-1]
     assert line.startswith("epoch 1  train loss ") and " test loss " in line and line.endswith(" s")
+    assert captured.err == ""  # no progress bar when stderr is not a terminal (CI, logs)
     assert np.isfinite(rows[0]["train_loss"])
 
 
