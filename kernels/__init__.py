@@ -12,3 +12,21 @@ arrays, same entry points), and ``registry.py``: which kernel replaces which ref
 reference (tests/test_kernels_cpu.py, tests/test_kernels_gpu_sim.py); benchmarks/kernels_cpu.py
 times them.
 """
+from .. import backend
+from .registry import ENTRIES
+
+
+def _load_cpu():
+    from . import cpu  # Numba compiles on first use
+
+    return cpu
+
+
+def _load_gpu():
+    from . import gpu
+
+    gpu.check_device()
+    return gpu
+
+
+backend.plug_in(_load_cpu, _load_gpu, ENTRIES)  # the one dispatch point: backend.fusable

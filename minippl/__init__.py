@@ -20,6 +20,7 @@ from .params import clear_param_store, get_param_store
 from .plate import plate
 from .primitives import deterministic, module, param, sample
 from .validation import enable_validation, is_validation_enabled, validation_enabled
+from . import kernels  # noqa: E402,F401  (chapter 7 plugs the fused kernels into backend.fusable)
 
 __version__ = "0.1.0"
 

@@ -168,6 +168,14 @@ def uniform(rng, shape, dtype, like=None):
 _BACKEND = None  # chosen on first use: "numba" if Numba imports, else "numpy"
 _CPU_KERNELS = None
 _REGISTRY = None
+_PLUGGED = None  # (load_cpu, load_gpu, entries), given by minippl/kernels when it loads
+
+
+def plug_in(load_cpu, load_gpu, entries):
+    """How the fused kernels (chapter 7, minippl/kernels) plug into this chapter: loaders for the CPU
+    and GPU kernel modules, and ``entries``, the registry of which kernel replaces which reference."""
+    global _PLUGGED
+    _PLUGGED = (load_cpu, load_gpu, entries)
 FUSABLE = {}  # name -> reference function: every function a kernel may replace
 
 
@@ -186,11 +194,14 @@ def set_backend(name):
         raise ValueError(f"unknown backend {name!r}: choose 'numpy' (the reference) or 'numba' (fused kernels)")
     if name == "numba":
         try:
-            from .kernels import cpu, registry
+            if _PLUGGED is None:
+                raise ImportError("no fused kernels are plugged in (minippl.kernels did not load)")
+            load_cpu, _, entries = _PLUGGED
+            cpu = load_cpu()
         except ImportError as error:
             raise ImportError(f"set_backend('numba') needs Numba ({error}); install it with "
                               f"pip install numba, or use set_backend('numpy')") from None
-        _CPU_KERNELS, _REGISTRY = cpu, registry.ENTRIES
+        _CPU_KERNELS, _REGISTRY = cpu, entries
     _BACKEND = name
 
 
@@ -251,8 +262,5 @@ def _gpu_kernels():
     """kernels/gpu.py, after checking once that CuPy and a CUDA GPU are there (a clear error if not)."""
     global _GPU_KERNELS
     if _GPU_KERNELS is None:
-        from .kernels import gpu
-
-        gpu.check_device()
-        _GPU_KERNELS = gpu
+        _GPU_KERNELS = _PLUGGED[1]()  # imports kernels/gpu.py and checks CuPy and the GPU
     return _GPU_KERNELS

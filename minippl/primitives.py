@@ -37,7 +37,7 @@ def sample(name, fn, obs=None, infer=None, sample_shape=()):
     # the value is final only now (a handler may have observed, replayed or substituted it)
     if validation.is_validation_enabled() and getattr(msg["fn"], "_validate_args", True) \
             and not msg["infer"].get("_deterministic"):
-        validation.check_sample_site(msg)
+        validation.check_sample_site(msg, traced.unwrap(msg["value"]))
     if traced.is_recording():
         # the site consumes its distribution's traced arguments, and a value it did not draw
         traced.mark_used(msg["fn"].traced_args().values())

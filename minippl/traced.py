@@ -3,9 +3,9 @@
 Teaches: micrograd's idea at array granularity. While the ELBO's gradient is being computed,
 every value a record produces (a param read, a sample drawn or replayed, a layer's output) is
 handed to the model as a :class:`Traced` value: the same array, wrapped. NumPy operations on it
-(``a + b * x``, ``np.exp(log_s)``, ``locs[k]``, ``w @ X.T``) run on the plain array and are sent
-through the handler stack as "call" records, exactly like a layer call, so ``trace`` puts them on
-the tape. Each operation's backward is written by hand next to its forward, in ops_elementwise.py
+(``a + b * x``, ``np.exp(log_s)``, ``locs[k]``, ``w @ X.T``) run on the plain array and become
+"call" records, exactly like a layer call: the effect system (runtime.py, next chapters) sends
+them through its handler stack, where ``trace`` puts them on the tape. Each operation's backward is written by hand next to its forward, in ops_elementwise.py
 and ops_arrays.py; the tape (infer/tape.py) reads them backwards like any other record.
 
 Why a thin wrapper and not an ``ndarray`` subclass: a wrapper also carries CuPy arrays; NumPy
@@ -22,13 +22,12 @@ plain one (``np.asarray``, ``float()``, ``.item()``, ``.astype(int)``) raises
 (``print(x)``, f-strings), and a value with no gradient (a discrete draw) converts freely. The
 ELBO's structural check (infer/tape.py) catches the rest. Outside gradient computation (plain
 sampling, ``Predictive``, ``evaluate_loss``) nothing is wrapped, and a leftover traced value
-computes as a plain array. Builds on runtime.py.
+computes as a plain array. Builds on backend.py.
 """
 import contextlib
 
 import numpy as np
 
-from . import runtime
 from .backend import to_host
 
 
@@ -147,9 +146,14 @@ def run_call(msg):
 def apply(op, *inputs):
     """``op`` on ``inputs``: a record on the tape if one is traced and we are recording."""
     if _State.recording and any(type(x) is Traced for x in inputs):
-        msg = runtime.new_message("call", None, op, args=inputs)
-        return runtime.apply_stack(msg)["value"]
+        return send_call(op, inputs)
     return op.forward(*[unwrap(x) for x in inputs])[0]
+
+
+def send_call(fn, inputs):
+    """Record a call of ``fn`` (an op or a layer): set by runtime.py, the effect system, which sends it
+    through its handler stack as a "call" message whose default action is :func:`run_call`."""
+    raise RuntimeError("minippl.runtime is not loaded: import minippl")
 
 
 # ---------------------------------------------------------------- what NumPy may do to a traced value

@@ -223,9 +223,7 @@ class Module:
                 raise TypeError(f"{type(self).__name__}.forward must return (outputs, cache), "
                                 f"because the class defines backward")
             return result[0]
-        msg = runtime.new_message("call", None, self, args=inputs)
-        runtime.apply_stack(msg)
-        return msg["value"]
+        return runtime.send_call(self, inputs)
 
     def _forward_with_traced_arrays(self, inputs, kwargs):
         """A composite's forward is plain NumPy code: while it runs in a gradient run, its own arrays
