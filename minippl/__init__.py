@@ -1,18 +1,9 @@
 """minippl: Pyro's programming model on NumPy, with every gradient derived by hand.
 
-Read the source as a course, in this order:
-
-1. ``distributions/``  sampling, log_prob, reparameterisation and their derivatives
-2. ``runtime.py``, ``traced.py``, ``ops_elementwise.py``, ``ops_arrays.py``, ``ops_products.py``,
-   ``handlers.py``, ``plate.py``, ``primitives.py``  the effect system, and traced values (NumPy arithmetic
-   between sites, recorded with hand-written VJPs); ``validation.py``  the checks that name
-   the site and the fix (``enable_validation``)
-3. ``distributions/constraints.py``, ``params.py``  unconstrained storage and its VJPs
-4. ``nn/``  dense layers with manual backprop; ``module()`` registration
-5. ``infer/tape.py``, ``infer/elbo.py``  the ELBO: trace the guide, replay the model,
-   read both traces backwards
-6. ``infer/svi.py``, ``optim.py``  SVI and optimisers
-7. ``kernels/``  the same math, fused, on CPU and GPU
+Read the source as a course, in the order of README.md's "Read the source as a course": from
+``backend.py`` (arrays) and ``traced.py`` (traced values) through the distributions, the effect
+system, params, neural modules and inference, to the fused kernels. That order is also the
+import order (tests/test_course_order.py).
 """
 from . import distributions, handlers, ops_arrays, ops_elementwise, ops_products  # the ops register themselves
 from .backend import get_backend, set_backend, set_global_rng

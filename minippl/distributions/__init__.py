@@ -1,8 +1,7 @@
 """minippl.distributions, imported as ``import minippl.distributions as dist``.
 
-Read in this order: distribution.py (shapes, wrappers, the VJP contract),
-normal.py, bernoulli.py, categorical.py, uniform.py, delta.py, kl.py. constraints.py belongs to
-part 3 of the course (params and constraints).
+Chapter 2 of the course (README.md): constraints.py, distribution.py, then one file per
+distribution, then kl.py.
 """
 from . import constraints
 from .bernoulli import Bernoulli
