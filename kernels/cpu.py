@@ -5,7 +5,8 @@ once, with exp and log from cpu_math.py (NumPy's SIMD ufuncs would beat Numba's 
 Kernels are serial: BLAS owns both cores for the matrix products, and splitting a pass over a
 second thread measured no faster here (OpenBLAS's idle threads keep spinning on that core).
 The Adam update lives in cpu_adam.py. The teaching files reach these only through registry.py
-(the one dispatch point). Inputs: float32, C-contiguous arrays of equal shapes.
+(the one dispatch point). Inputs: float32, C-contiguous arrays of equal shapes. Builds on
+cpu_math.py and cpu_adam.py.
 """
 import math
 

@@ -3,8 +3,8 @@
 Teaches: an optimiser step is elementwise, so it fuses like an activation: read the param, its
 gradient and both moments once, write three of them back. One call updates every array (a
 tuple of flat arrays and a table of per-array settings), so a VAE step pays one dispatch, not
-ten. The readable reference is minippl/optim.py (update_moments and Adam.update); the entry
-points that callers use (adam_update_many, adam_update) are in cpu.py.
+ten. The readable reference is minippl/optim.py (adam_update); the entry points that
+registry.py calls (adam_update_many, adam_update) are in cpu.py. Builds on cpu_math.py.
 """
 import math
 

@@ -3,7 +3,8 @@
 Teaches: why a fused CPU kernel needs its own transcendental functions. Inside ``@njit``,
 ``np.exp`` and ``np.log`` become scalar libm calls on this machine (no SVML), 5x slower than
 NumPy's AVX-512 ufuncs; the Cephes polynomials below, with 2^k and the exponent read through
-integer bitcasts, run 16 lanes at a time and stay within 2 ulp. Used by cpu.py and cpu_adam.py.
+integer bitcasts, run 16 lanes at a time and stay within 2 ulp. Builds on Numba and llvmlite;
+used by cpu.py and cpu_adam.py.
 Numba's on-disk cache (cache=True) keys on the kernel's own file: after editing this one, touch
 cpu.py and cpu_adam.py (or delete kernels/__pycache__) so the kernels are compiled again.
 """

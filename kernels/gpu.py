@@ -5,7 +5,8 @@ RawKernels: these kernels are Python functions that Numba's CUDA simulator
 (``NUMBA_ENABLE_CUDASIM=1``) runs on a CPU, so CI tests every one against the NumPy reference
 without a GPU (tests/test_kernels_gpu_sim.py); a RawKernel is a CUDA C string only a real GPU runs.
 CuPy arrays go straight in (they export ``__cuda_array_interface__``); matrix products stay with
-cuBLAS through CuPy. Entry points have the names and signatures of kernels/cpu.py.
+cuBLAS through CuPy. Entry points have the names and signatures of kernels/cpu.py. Builds on
+cpu.py (the same math) and cpu_adam.py (the settings rows).
 """
 import math
 

@@ -6,7 +6,8 @@ arguments to the entry registered here under that name, for the device of the ar
 NumPy, gpu.py for CuPy: the same entry points). An entry returns ``NotImplemented`` unless it
 takes those arguments (float32, C-contiguous, one device, the shapes its kernel was written
 for), and the reference runs instead. So float64, broadcast and strided arrays take the
-reference, and the teaching files never mention a kernel.
+reference, and the teaching files never mention a kernel. Builds on backend.py's ``fusable``
+(kernels/__init__.py plugs this registry in) and names the entry points of cpu.py and gpu.py.
 """
 import numpy as np
 

@@ -4,7 +4,7 @@ Teaches: minippl has no tensor type of its own. User arrays stay plain
 ``numpy.ndarray`` (CPU) or ``cupy.ndarray`` (GPU); every function that needs the
 array library asks the arrays for it with :func:`array_module`. Gradients of a
 broadcast argument are summed back to the argument's shape by :func:`sum_to_shape`,
-the one helper every hand-written VJP in the library ends with.
+the one helper every hand-written VJP in the library ends with. Builds on NumPy alone.
 """
 import numpy as np
 

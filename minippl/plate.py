@@ -5,8 +5,9 @@ along one batch dimension. The plate (1) allocates that dimension (the
 rightmost free one, counting from -1, unless ``dim`` is given), (2) expands
 each distribution's batch shape to ``size`` along it, and (3) when it
 subsamples ``m`` of ``N`` items, scales their log-probabilities by ``N / m``
-so that the ELBO estimate stays unbiased for the full data. Builds on
-runtime.py (a plate is a Messenger) and handlers.py.
+so that the ELBO estimate stays unbiased for the full data; (4) reads a
+param declared with ``event_dim`` at the subsampled items only. Builds on
+runtime.py (a plate is a Messenger).
 """
 from collections import namedtuple
 

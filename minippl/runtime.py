@@ -4,8 +4,8 @@ Teaches: how ``sample`` and ``param`` become *effects*. A primitive builds a
 message (a dict describing the site) and hands it to the stack of active
 handlers; each handler may read or change it; then a default action fills in
 the value. Every handler in handlers.py is a small subclass of :class:`Messenger`.
-The default action of a "call" record (a layer, or NumPy arithmetic on a traced value)
-and the wrapping of what records produce are taught next, in traced.py.
+Builds on backend.py and traced.py: a record's output reaches the model as a traced value,
+and a "call" record (a layer, or NumPy arithmetic on a traced value) runs traced.run_call.
 
 The stack, drawn once (a Python list; its END is the TOP)::
 

@@ -3,7 +3,7 @@
 Teaches: a Module holds float arrays (its parameters, named the PyTorch way, "fc1.weight")
 and child modules. A *layer* writes forward and backward by hand and records each call as a
 "call" message (runtime.py), so the ELBO can run its backward over the trace; a *composite*
-only calls layers and needs no backward of its own. Builds on backend.py and runtime.py.
+only calls layers and needs no backward of its own. Builds on backend.py, traced.py and runtime.py.
 """
 import numpy as np
 
