@@ -49,7 +49,7 @@ class TraceMeanField_ELBO(Trace_ELBO):
         wrt_q = list(tape.differentiable_args(q)) if side == "guide" else []
         wrt_p = list(tape.differentiable_args(p)) if side == "model" else []
         if not (wrt_q or wrt_p):
-            return {}
+            return None, {}
         grad_kl = cotangent(site_weight(model_site), site["kl"])
         grads_q, grads_p = kl_divergence_vjp(q, p, grad_kl, wrt_q, wrt_p)
-        return grads_q if side == "guide" else grads_p
+        return None, (grads_q if side == "guide" else grads_p)  # the KL has no value: z is not in it

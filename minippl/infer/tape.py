@@ -1,34 +1,51 @@
 """The trace is the tape: backpropagation by reading traces backwards.
 
-Teaches: how minippl differentiates without an autograd library. ``trace``
-recorded every effectful operation in the order it ran; each record knows its
-inputs (the very values an earlier record produced) and its output. Reading
-the records in reverse, each one turns the gradient of its output into
-gradients of its inputs with a hand-written VJP:
+Teaches: how minippl differentiates without an autograd library. ``trace`` recorded every
+effectful operation in the order it ran; each record knows its inputs (the very values an
+earlier record produced) and its output. The whole algorithm is this driver (``backpropagate``
+below): the model ran last, on the guide's choices, so its records are the latest; reading the
+model's records and then the guide's, each in reverse, reads the whole computation backwards::
+
+    tape = GradientTape(guide_trace, model_trace)
+    for side, records in (("model", model_trace.records), ("guide", guide_trace.records)):
+        for msg in reversed(records):
+            tape.backward(msg, site_gradients(side, msg, tape))  # the ELBO's own term, sample sites
+    return tape.finish()  # d loss / d each param, unconstrained
+
+Each record turns the gradient of its output into gradients of its inputs with a VJP written
+by hand next to its forward:
 
     record        forward                          backward
     param         x = transform(u)                 grad_u += transform.vjp(u, x, grad_x)
     sample        z = loc + scale * noise          grad_loc, grad_scale += dist.rsample_vjp(noise, grad_z)
                   (plus the site's own log-prob term, supplied by the ELBO)
     call          y = layer.forward(x)             grad_x, grad_W = layer.backward(cache, grad_y)
-                  y = np.exp(x), a + b * x, w[k]   (the same contract: ops_elementwise.py, ops_arrays.py)
+                  y = np.exp(x), a + b * x, w[k]   (the same contract: the ops of traced values)
 
-The last row is traced values (traced.py), the array-level version of these
-records: during a gradient run, what a record produces reaches the model as a
-traced value, and NumPy arithmetic on it becomes a "call" record too. So
-``Normal(a + b * x, sigma)`` is four records (two param or sample records, a
-multiply, an add) and the tape reads them back like any others: micrograd's
-idea, with the trace as the graph.
+The last row is traced values (traced.py): what a record produces reaches the model as a traced
+value, and NumPy arithmetic on it becomes a "call" record too. So ``Normal(a + b * x, sigma)``
+is four records (two sample records, a multiply, an add): micrograd's idea, at array size,
+with the trace as the graph. Records link by identity: ``grads[id(value)]`` holds the gradient
+of the value an earlier record produced; a value no record produced (data, a constant) is a
+leaf and collects nothing.
 
-Records link by identity: ``grads[id(value)]`` holds the gradient of the value
-an earlier record produced. A value no record produced (data, a constant) is a
-leaf and collects nothing. A module's layers compute with the param store's
-plain arrays, so a param read also answers for its plain array.
+How one encoder weight of the VAE (examples/vae_mnist.py) gets its gradient:
 
-Nothing dangles silently: a conversion of a traced value to a plain one raises
-where it happens (traced.py), and :func:`check_nothing_dangles` runs before
-every backward pass for what only the finished traces show. Builds on
-handlers.py and traced.py.
+1. forward, in the guide: a param record reads ``encoder$$$fc21.weight``; a call record of
+   ``fc21`` (a Dense layer) keeps that very array in its ``param_arrays`` and its input in the
+   cache, and outputs ``z_loc``; the sample site "latent" draws z = z_loc + z_scale * eps and
+   keeps eps. In the model, z is replayed and decoded; the "obs" site scores the image.
+2. backward, model first: "obs" starts the gradient (the Bernoulli's ``log_prob_vjp`` w.r.t.
+   its probs), the decoder's call records carry it back to z, and "latent" adds d log p(z)/dz.
+3. then the guide: "latent" adds d log q(z)/dz and its ``rsample_vjp`` turns dL/dz into
+   dL/dz_loc = dL/dz; fc21's record runs ``Dense.backward``: dL/dW = g^T x, keyed by the
+   weight array; the param record pops it, maps it through its transform (the identity for a
+   weight) and hands it to the param store's name. Three files hold the whole story: this
+   one, nn/layers.py (Dense.backward) and elbo.py (the site terms).
+
+Nothing dangles silently: a conversion of a traced value to a plain one raises where it
+happens (traced.py), and :func:`check_nothing_dangles` runs before every backward pass for
+what only the finished traces show. Builds on handlers.py (the traces) and traced.py.
 """
 import warnings
 
@@ -49,6 +66,20 @@ def produced_values(msg):
     if msg["type"] == "call":
         return _outputs(msg["value"])
     return ()
+
+
+def backpropagate(model_trace, guide_trace, site_gradients):
+    """The driver: every record of the model, then of the guide, read in reverse.
+
+    ``site_gradients(side, msg, tape)`` gives a sample site's own ELBO term as
+    ``(d term / d value, {argument name: d term / d argument})`` (elbo.py), or None.
+    Returns ``{param name: d loss / d unconstrained value}``.
+    """
+    tape = GradientTape(guide_trace, model_trace)
+    for side, tr in (("model", model_trace), ("guide", guide_trace)):
+        for msg in reversed(tr.records):
+            tape.backward(msg, site_gradients(side, msg, tape) if msg["type"] == "sample" else None)
+    return tape.finish()
 
 
 class GradientTape:
@@ -91,15 +122,16 @@ class GradientTape:
         return {name: a for name, a in fn.traced_args().items() if self.is_traced(a)}
 
     # ------------------------------------------------------------ records
-    def backward(self, msg, site_grads=None):
-        """Read one record backwards. ``site_grads``: the ELBO's own terms for a sample site."""
+    def backward(self, msg, site_terms=None):
+        """Read one record backwards. ``site_terms``: a sample site's own ELBO term, as
+        ``(grad_value, {argument name: grad})`` (None: the site adds no term)."""
         kind = msg["type"]
         if kind == "call":
             self._backward_call(msg)
         elif kind == "param":
             self._backward_param(msg)
         elif kind == "sample":
-            self._backward_sample(msg, dict(site_grads or {}))
+            self._backward_sample(msg, *(site_terms or (None, {})))
 
     def _backward_call(self, msg):
         layer, inputs = msg["fn"], msg["args"]
@@ -149,10 +181,9 @@ class GradientTape:
         previous = self.param_grads.get(name)
         self.param_grads[name] = grad_u if previous is None else previous + grad_u
 
-    def _backward_sample(self, msg, site_grads):
+    def _backward_sample(self, msg, own_value_grad, own_arg_grads):
         fn, value = msg["fn"], msg["value"]
         args = self.differentiable_args(fn)
-        own_value_grad = site_grads.pop("value", None)
         if msg.get("drawn"):
             total = self.pop(value)
             if own_value_grad is not None:
@@ -164,7 +195,7 @@ class GradientTape:
                     self.accumulate(args[arg_name], g)
         else:
             self.accumulate(value, own_value_grad)
-        for arg_name, g in site_grads.items():
+        for arg_name, g in own_arg_grads.items():
             self.accumulate(args[arg_name], g)
 
     def finish(self):
