@@ -179,7 +179,16 @@ def _check_betas(hyper):
 
 
 class SGD(PyroOptim):
-    """torch.optim.SGD: optional L2 weight decay, momentum with dampening, Nesterov."""
+    """torch.optim.SGD: optional L2 weight decay, momentum with dampening, Nesterov.
+
+    One step on (theta - 3)^2 / 2, whose gradient is theta - 3:
+
+    >>> import numpy as np
+    >>> theta = np.array([0.0])
+    >>> SGD({"lr": 0.1}).step({"theta": theta}, {"theta": theta - 3.0})
+    >>> theta  # 0 - 0.1 * (0 - 3), updated in place
+    array([0.3])
+    """
 
     defaults = {"lr": 1e-3, "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False}
 
@@ -209,7 +218,18 @@ class SGD(PyroOptim):
 
 
 class Adam(PyroOptim):
-    """torch.optim.Adam (L2 weight decay added to the gradient; amsgrad not supported)."""
+    """torch.optim.Adam (L2 weight decay added to the gradient; amsgrad not supported).
+
+    The first step on (theta - 3)^2 / 2 has m_hat = g and v_hat = g^2, so it moves
+    theta by lr g / (|g| + eps): lr against the sign of g, whatever the gradient's size:
+
+    >>> import numpy as np
+    >>> theta = np.array([0.0])
+    >>> adam = Adam({"lr": 0.1})
+    >>> adam.step({"theta": theta}, {"theta": theta - 3.0})
+    >>> theta, adam.state["theta"]["step"]
+    (array([0.1]), 1)
+    """
 
     defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False}
 

@@ -141,19 +141,62 @@ def from_spec(spec):
 
 
 # ------------------------------------------------------------------ transforms
-# A transform maps unconstrained u to constrained x = forward(u), elementwise.
-# Backward passes hand in x (already computed by the forward pass) because each
-# derivative here can be written in terms of x and so needs no further exp or log
-# (one exception, greater_than with a nonzero bound: see ExpTransform.vjp).
-
-
 def _float_dtype_of(x):
     dtype = getattr(x, "dtype", None)
     return dtype if dtype is not None and dtype.kind == "f" else np.dtype(np.float64)
 
 
 class Transform:
-    """Elementwise bijection R -> codomain, with its VJP and log |dx/du|."""
+    """An elementwise bijection from R onto ``codomain``, with its VJP and log |dx/du|.
+
+    The contract. A transform maps an unconstrained ``u`` to ``x = forward(u)`` in
+    ``codomain`` (the Constraint given to ``__init__``: ``biject_to(c).codomain == c``),
+    element by element (``event_dim = 0``), and defines, each returning an array shaped
+    like ``u``:
+
+    * ``forward(u)``: x (``t(u)`` calls it); ``inverse(x)``: u, so ``inverse(forward(u)) == u``;
+    * ``vjp(u, x, grad_x)``: ``grad_x * dx/du``, the gradient of the param store's
+      unconstrained value from that of the constrained one;
+    * ``log_abs_det_jacobian(u, x)``: ``log |dx/du|``, the change-of-variables term autoguides add;
+    * ``log_abs_det_jacobian_vjp(u, x, grad)``: ``grad * d/du log |dx/du|``.
+
+    A VJP may return the cotangent itself (where the derivative is 1): never modify its result in place.
+
+    The backward methods are handed ``x = forward(u)`` as well, already computed by the
+    forward pass: each derivative here can be written in terms of x and so needs no
+    further exp or log (one exception, greater_than with a nonzero bound: see
+    ExpTransform.vjp). tests/test_contracts.py runs every transform ``biject_to`` returns
+    through this contract. A complete example, ``x = a + b u`` from R onto R:
+
+    >>> from minippl.backend import array_module
+    >>> class Affine(Transform):
+    ...     def __init__(self, a, b):
+    ...         super().__init__(real)
+    ...         self.a, self.b = float(a), float(b)
+    ...
+    ...     def forward(self, u):
+    ...         return self.a + self.b * u
+    ...
+    ...     def inverse(self, x):
+    ...         return (x - self.a) / self.b
+    ...
+    ...     def vjp(self, u, x, grad_x):  # dx/du = b
+    ...         return grad_x * self.b
+    ...
+    ...     def log_abs_det_jacobian(self, u, x):  # log |b|, the same for every element
+    ...         return array_module(u).full_like(u, math.log(abs(self.b)))
+    ...
+    ...     def log_abs_det_jacobian_vjp(self, u, x, grad):  # d/du log |b| = 0
+    ...         return array_module(u).zeros_like(u)
+    >>> t, u = Affine(1.0, 3.0), np.array([-1.0, 0.5])
+    >>> x = t(u)
+    >>> x, t.inverse(x), t.vjp(u, x, np.ones(2))
+    (array([-2. ,  2.5]), array([-1. ,  0.5]), array([3., 3.]))
+    >>> h = 1e-6
+    >>> slope = (t(u + h) - t(u - h)) / (2 * h)  # dx/du by a central difference
+    >>> bool(np.allclose(t.log_abs_det_jacobian(u, x), np.log(np.abs(slope))))
+    True
+    """
 
     event_dim = 0
 
@@ -169,7 +212,12 @@ class Transform:
 
 class IdentityTransform(Transform):
     """x = u. Returns its input object itself, never a copy: module weights live in
-    the param store unconstrained, and the module and the store must share them."""
+    the param store unconstrained, and the module and the store must share them.
+
+    >>> u = np.zeros(3)
+    >>> biject_to(real)(u) is u
+    True
+    """
 
     def __init__(self):
         super().__init__(real)
@@ -194,7 +242,15 @@ class IdentityTransform(Transform):
 
 class ExpTransform(Transform):
     """x = lower_bound + exp(u). With lower_bound = 0 this is Pyro's ExpTransform
-    (biject_to(positive)); a nonzero bound adds the shift Pyro composes for greater_than."""
+    (biject_to(positive)); a nonzero bound adds the shift Pyro composes for greater_than.
+
+    >>> t, u = ExpTransform(), np.array([0.0, 1.0])
+    >>> x = t(u)
+    >>> x, t.inverse(x)
+    (array([1.        , 2.71828183]), array([0., 1.]))
+    >>> t.vjp(u, x, np.ones(2)), t.log_abs_det_jacobian(u, x)  # dx/du = exp(u) = x; log |dx/du| = u
+    (array([1.        , 2.71828183]), array([0., 1.]))
+    """
 
     def __init__(self, lower_bound=0.0, codomain=None):
         super().__init__(codomain if codomain is not None else greater_than(lower_bound))
@@ -233,7 +289,15 @@ class ExpTransform(Transform):
 
 class SigmoidAffineTransform(Transform):
     """x = lo + (hi - lo) * sigmoid(u): Pyro's biject_to(interval(lo, hi))
-    (a SigmoidTransform followed by an AffineTransform)."""
+    (a SigmoidTransform followed by an AffineTransform).
+
+    >>> t, u = SigmoidAffineTransform(-1.0, 3.0), np.array([0.0, math.log(3.0)])
+    >>> x = t(u)  # s = sigmoid(u) = 1/2, 3/4
+    >>> x, t.inverse(x)
+    (array([1., 2.]), array([0.        , 1.09861229]))
+    >>> t.vjp(u, x, np.ones(2))  # dx/du = (hi - lo) s (1 - s)
+    array([1.  , 0.75])
+    """
 
     def __init__(self, lower_bound, upper_bound, codomain=None):
         super().__init__(codomain if codomain is not None else interval(lower_bound, upper_bound))
@@ -272,7 +336,17 @@ class SigmoidAffineTransform(Transform):
 
 
 def biject_to(constraint):
-    """The Transform that maps R onto ``constraint`` (Pyro's ``biject_to``)."""
+    """The Transform that maps R onto ``constraint`` (Pyro's ``biject_to``).
+
+    >>> biject_to(positive)
+    ExpTransform(codomain=constraints.positive)
+    >>> t = biject_to(interval(0.0, 2.0))
+    >>> t.codomain == interval(0.0, 2.0), t(np.array([0.0]))  # the middle of [0, 2]
+    (True, array([1.]))
+    >>> biject_to(boolean)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    NotImplementedError: no bijection onto constraints.boolean: a discrete set cannot be reached from R; ...
+    """
     if not isinstance(constraint, Constraint):
         raise TypeError(f"biject_to expects a Constraint, got {type(constraint).__name__}")
     if isinstance(constraint, _Real):

@@ -2,8 +2,11 @@
 
 Teaches: the three kinds of dimension (sample, batch, event), how ``expand``,
 ``to_event`` and ``mask`` reshape a distribution without touching its numbers,
-and the VJP contract that replaces autograd. Builds on backend.py; every
-concrete distribution (normal.py, bernoulli.py, ...) subclasses :class:`Distribution`.
+and the contract that replaces autograd: each distribution writes the
+derivatives (VJPs) of its own log-density and sampler. The contract is stated
+once, in :class:`Distribution`'s docstring, with a complete example. Builds on
+backend.py; every concrete distribution (normal.py, bernoulli.py, ...) subclasses
+:class:`Distribution`.
 
 Shapes. A draw from ``Normal(zeros((3, 2)), 1.).to_event(1)`` with
 ``sample_shape=(5,)`` has shape ``(5, 3, 2)``::
@@ -14,19 +17,6 @@ Shapes. A draw from ``Normal(zeros((3, 2)), 1.).to_event(1)`` with
 * batch dims: independent, *not* identically distributed variables (one per
   loc); ``log_prob`` returns one number for each;
 * event dims: the dims of one variable; ``log_prob`` sums over them.
-
-VJPs. Without autograd, each distribution writes its own derivatives. For a
-cotangent ``g`` shaped like ``log_prob(value)``, ``log_prob_vjp(value, g, wrt)``
-returns ``d <g, log_prob(value)> / d name`` for each name in ``wrt`` ("value"
-and/or argument names), each shaped exactly like that object: a broadcast
-argument's gradient is summed back to its own shape (``backend.sum_to_shape``).
-``rsample_vjp(noise, g, wrt)`` does the same for a reparameterised draw
-``value = f(args, noise)``. Arguments are stored exactly as passed (the ELBO
-matches gradients to arrays by ``id``), so nothing here copies or converts them.
-
-Traced arguments (traced.py: a param or a sample, or arithmetic on them, during a
-gradient run) are unwrapped as they are stored: every method here computes on plain
-arrays, and :meth:`Distribution.traced_args` gives the tape the traced values back.
 """
 import copy
 
@@ -111,16 +101,113 @@ def _check_expand(dist, batch_shape):
 
 
 class Distribution:
-    """Base class: shapes, expand/to_event/mask, and the methods subclasses fill in."""
+    """Base class: shapes, expand/to_event/mask, and the contract every distribution keeps.
 
-    has_rsample = False  # True where value = f(args, noise) is differentiable in args
-    arg_names = ()  # the arguments gradients can flow to, e.g. ("loc", "scale")
-    arg_constraints = {}  # name -> Constraint each argument must satisfy (checked when validating)
+    The contract. A subclass defines:
+
+    * ``arg_names``: the arguments gradients can flow to, e.g. ``("loc", "scale")``;
+      ``arg_constraints`` (name -> Constraint, checked when validating), ``support``
+      (where values live) and ``has_rsample`` (True where a draw is a differentiable
+      ``value = f(args, noise)``).
+    * ``__init__``: stores each argument *exactly as given* (``self.loc = loc``: no copy,
+      no ``asarray``, because the tape matches gradients to arguments by identity), then
+      calls ``super().__init__(batch_shape, event_shape)``. A traced argument (a param or
+      a sample during a gradient run, traced.py) is unwrapped as it is stored, by
+      ``__setattr__``: every method computes on plain arrays, and :meth:`traced_args`
+      gives the tape the traced values back. So ``arg_arrays()`` returns the very objects
+      passed in (their plain arrays, if traced); ``super().__init__`` raises a TypeError
+      for a name of ``arg_names`` that was not stored.
+    * ``log_prob(value)``: one log-density per sample and batch element, shape
+      ``batch_dims_of(value, event_dim) + batch_shape`` broadcast (``_batch_result``).
+    * ``log_prob_vjp(value, g, wrt)``: for a cotangent ``g`` shaped like
+      ``log_prob(value)``, ``{name: d <g, log_prob(value)> / d name}`` for each name in
+      ``wrt`` ("value" and names of ``arg_names``; ``_check_wrt`` refuses others). Each
+      gradient is shaped exactly like its object: a broadcast argument's gradient is
+      summed back to the argument's shape, a Python float's is a 0-d array
+      (``grad_like``), and none is ``g`` itself (callers may add into them in place).
+    * where ``has_rsample``: ``rsample_with_noise(sample_shape, rng)`` returns
+      ``(value, noise)``, ``value = f(args, noise)`` of shape ``self.shape(sample_shape)``,
+      and ``rsample_vjp(noise, g, wrt)`` returns ``{name: d <g, f(args, noise)> / d name}``
+      for argument names, shaped as above. ``sample`` and ``rsample`` use it; a
+      distribution without one overrides ``sample`` instead.
+
+    tests/test_contracts.py runs every distribution through this contract. A complete
+    example, Exponential(rate): density ``rate exp(-rate x)``, drawn as ``x = eps / rate``
+    with ``eps = -log(1 - u) ~ Exponential(1)``:
+
+    >>> import numpy as np
+    >>> from minippl import backend
+    >>> from minippl.distributions import constraints
+    >>> from minippl.distributions.distribution import Distribution, check_args, grad_like, promote
+    >>> class Exponential(Distribution):
+    ...     arg_names = ("rate",)
+    ...     arg_constraints = {"rate": constraints.positive}
+    ...     support = constraints.positive
+    ...     has_rsample = True
+    ...
+    ...     def __init__(self, rate, validate_args=None):
+    ...         batch_shape = check_args("Exponential", rate=rate)
+    ...         self.rate = rate  # as given
+    ...         super().__init__(batch_shape, validate_args=validate_args)
+    ...
+    ...     def log_prob(self, value):
+    ...         xp, _, (x, rate) = promote(value, self.rate)
+    ...         return self._batch_result(xp.log(rate) - rate * x, value)  # log rate - rate x
+    ...
+    ...     def log_prob_vjp(self, value, g, wrt):
+    ...         _, _, (x, rate, g) = promote(value, self.rate, g)
+    ...         grads = {}
+    ...         for name in self._check_wrt(wrt):
+    ...             if name == "value":  # d/dx (log rate - rate x) = -rate
+    ...                 grads["value"] = grad_like(-g * rate, value)
+    ...             else:  # d/drate (log rate - rate x) = 1 / rate - x
+    ...                 grads["rate"] = grad_like(g * (1 / rate - x), self.rate)
+    ...         return grads
+    ...
+    ...     def rsample_with_noise(self, sample_shape=(), rng=None):
+    ...         rng = backend.global_rng() if rng is None else rng
+    ...         dtype = backend.float_dtype(self.rate)
+    ...         u = backend.uniform(rng, self.shape(sample_shape), dtype, like=self._like())  # U[0, 1)
+    ...         eps = -backend.array_module(u).log1p(-u)  # -log(1 - u), 1 - u in (0, 1]
+    ...         return eps / self.rate, eps
+    ...
+    ...     def rsample_vjp(self, noise, g, wrt):
+    ...         # d/drate (eps / rate) = -eps / rate^2; the only name wrt can hold is "rate"
+    ...         return {name: grad_like(-g * noise / self.rate**2, self.rate)
+    ...                 for name in self._check_wrt(wrt, with_value=False)}
+    >>> rate = np.array([0.5, 2.0])
+    >>> d = Exponential(rate)
+    >>> d.arg_arrays()["rate"] is rate, d.sample((3,), np.random.default_rng(0)).shape
+    (True, (3, 2))
+    >>> d.log_prob(np.array(1.0))  # log 0.5 - 0.5, log 2 - 2
+    array([-1.19314718, -1.30685282])
+    >>> x, g, h = np.array([1.0, 3.0]), np.ones(2), 1e-6
+    >>> d.log_prob_vjp(x, g, ["rate"])["rate"]  # 1 / rate - x
+    array([ 1. , -2.5])
+    >>> numeric = (Exponential(rate + h).log_prob(x) - Exponential(rate - h).log_prob(x)) / (2 * h)
+    >>> bool(np.allclose(d.log_prob_vjp(x, g, ["rate"])["rate"], numeric))
+    True
+
+    Forgetting to store an argument is caught at construction:
+
+    >>> class Forgetful(Exponential):
+    ...     def __init__(self, rate):
+    ...         Distribution.__init__(self, check_args("Forgetful", rate=rate))
+    >>> Forgetful(1.0)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    TypeError: Forgetful: arg_names lists 'rate', but __init__ did not store it...
+    """
+
+    # the contract's class attributes (see above), defaulting to a distribution without arguments
+    has_rsample = False
+    arg_names = ()
+    arg_constraints = {}
     support = constraints.real
 
     def __init__(self, batch_shape=(), event_shape=(), validate_args=None):
         self._batch_shape = tuple(batch_shape)
         self._event_shape = tuple(event_shape)
+        self._check_stored_args()
         # as in torch: None follows minippl.enable_validation; checked once, here
         self._validate_args = validation.is_validation_enabled() if validate_args is None else bool(validate_args)
         if self._validate_args and self.arg_constraints:
@@ -147,6 +234,28 @@ class Distribution:
             found = {name: held[id(a)] for name, a in self.arg_arrays().items() if id(a) in held}
             object.__setattr__(self, "_traced_args", found)
         return found
+
+    def _check_stored_args(self):
+        """Raise a TypeError if a name of ``arg_names`` was not stored as a float or an array.
+
+        The contract's check that needs no array read: whether what was stored *is* what was
+        passed, only the caller can see (tests/test_contracts.py checks it for every distribution).
+        """
+        try:
+            args = self.arg_arrays()
+        except AttributeError:
+            missing = next((name for name in self.arg_names if not hasattr(self, name)), "?")
+            raise TypeError(
+                f"{type(self).__name__}: arg_names lists {missing!r}, but __init__ did not store it; "
+                f"assign self.{missing} = {missing} (the argument exactly as given) before calling "
+                f"super().__init__(...)"
+            ) from None
+        for name, arg in args.items():
+            if not (isinstance(arg, (int, float)) or hasattr(arg, "shape")):
+                raise TypeError(
+                    f"{type(self).__name__}: argument {name!r} is stored as a {type(arg).__name__}; "
+                    f"store the float or array given, as given (arg_arrays() must return it)"
+                )
 
     def _check_args(self):
         """Raise a ValidationError naming the argument that leaves its constraint (NaN, scale <= 0...)."""
@@ -271,6 +380,9 @@ class _Wrapper(Distribution):
 
     def arg_arrays(self):
         return self.base_dist.arg_arrays()
+
+    def _check_stored_args(self):
+        pass  # the base distribution checked its own arguments when it was made
 
     def traced_args(self):
         return self.base_dist.traced_args()

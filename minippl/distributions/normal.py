@@ -14,7 +14,18 @@ _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 class Normal(Distribution):
-    """Normal(loc, scale): density exp(-(x - loc)^2 / (2 scale^2)) / (scale sqrt(2 pi))."""
+    """Normal(loc, scale): density exp(-(x - loc)^2 / (2 scale^2)) / (scale sqrt(2 pi)).
+
+    >>> import numpy as np
+    >>> d = Normal(np.array([0.0, 1.0]), 2.0)  # batch_shape (2,): the loc is broadcast
+    >>> d.log_prob(np.array(1.0))  # -(x - loc)^2 / 8 - log 2 - log(2 pi) / 2
+    array([-1.73708571, -1.61208571])
+    >>> grads = d.log_prob_vjp(np.array(1.0), np.ones(2), ["loc", "scale"])
+    >>> grads["loc"]  # (x - loc) / scale^2
+    array([0.25, 0.  ])
+    >>> grads["scale"]  # ((x - loc)^2 / scale^2 - 1) / scale, summed to the float's shape ()
+    array(-0.875)
+    """
 
     has_rsample = True
     arg_names = ("loc", "scale")
