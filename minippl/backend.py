@@ -23,6 +23,13 @@ def array_module(*arrays):
     return np
 
 
+def is_float_array(value):
+    """True for a NumPy or CuPy array of floats (not a Python number, not a NumPy scalar)."""
+    if not (isinstance(value, np.ndarray) or array_module(value) is not np):
+        return False
+    return getattr(value, "dtype", None) is not None and value.dtype.kind == "f"
+
+
 def to_host(array):
     """The NumPy array of ``array``, on the host: CuPy's ``.get()`` copies it off the GPU;
     anything else goes through ``np.asarray`` (a NumPy array is returned as it is)."""

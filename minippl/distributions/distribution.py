@@ -49,10 +49,6 @@ def check_args(dist_name, **args):
         ) from None
 
 
-def _is_float_array(x):
-    return hasattr(x, "dtype") and x.dtype.kind == "f"
-
-
 def promote(*values):
     """The array module, the float dtype, and ``values`` ready to compute with.
 
@@ -62,8 +58,8 @@ def promote(*values):
     is a NumPy float64 scalar, which would promote the whole result to float64).
     """
     xp = backend.array_module(*values)
-    dtype = backend.float_dtype(*[v for v in values if _is_float_array(v)])
-    return xp, dtype, [v if _is_float_array(v) else xp.asarray(v, dtype=dtype) for v in values]
+    dtype = backend.float_dtype(*[v for v in values if backend.is_float_array(v)])
+    return xp, dtype, [v if backend.is_float_array(v) else xp.asarray(v, dtype=dtype) for v in values]
 
 
 def grad_like(grad, arg, copy=False):

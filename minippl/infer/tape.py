@@ -73,7 +73,25 @@ def backpropagate(model_trace, guide_trace, site_gradients):
 
     ``site_gradients(side, msg, tape)`` gives a sample site's own ELBO term as
     ``(d term / d value, {argument name: d term / d argument})`` (elbo.py), or None.
-    Returns ``{param name: d loss / d unconstrained value}``.
+    Returns ``{param name: d loss / d unconstrained value}``. With only the model's prior
+    term, -log N(z | 0, 1) = z^2 / 2 + c, whose d/dz is z, and z = loc + eps, d loss/d loc is z:
+
+    >>> import numpy as np, minippl, minippl.distributions as dist
+    >>> from minippl import handlers, traced
+    >>> minippl.clear_param_store()
+    >>> def guide():
+    ...     minippl.sample("z", dist.Normal(minippl.param("loc", np.array(1.0)), 1.0))
+    >>> def model():
+    ...     minippl.sample("z", dist.Normal(0.0, 1.0))
+    >>> with traced.recording():
+    ...     guide_tr = handlers.trace(handlers.seed(guide, rng_seed=0)).get_trace()
+    ...     model_tr = handlers.trace(handlers.replay(model, trace=guide_tr)).get_trace()
+    >>> def prior_term(side, msg, tape):
+    ...     return (msg["value"].data, {}) if side == "model" else None
+    >>> z = guide_tr.nodes["z"]["value"].data
+    >>> bool(np.isclose(backpropagate(model_tr, guide_tr, prior_term)["loc"], z))
+    True
+    >>> minippl.clear_param_store()
     """
     tape = GradientTape(guide_trace, model_trace)
     for side, tr in (("model", model_trace), ("guide", guide_trace)):

@@ -10,13 +10,6 @@ import numpy as np
 from .. import backend, runtime, traced
 
 
-def _is_float_array(value):
-    """True for a NumPy or CuPy array of floats: exactly the attributes that become parameters."""
-    if not (isinstance(value, np.ndarray) or backend.array_module(value) is not np):
-        return False  # Python numbers, NumPy scalars, everything else
-    return getattr(value, "dtype", None) is not None and value.dtype.kind == "f"
-
-
 class Module:
     """Base class of every neural module (PyTorch's ``nn.Module``, without autograd).
 
@@ -94,7 +87,7 @@ class Module:
                 f"at the top of {type(self).__name__}.__init__")
         if name in self._buffer_names:
             registry = self._buffer_names
-        elif _is_float_array(value):
+        elif backend.is_float_array(value):  # exactly the attributes that become parameters
             registry = self._parameter_names
         elif isinstance(value, Module):
             registry = self._module_names
