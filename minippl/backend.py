@@ -96,6 +96,40 @@ def float_dtype(*values):
     return dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
 
 
+# ---------------------------------------------------------------- what every distribution computes with
+def promote(*values):
+    """The array module, the float dtype, and ``values`` ready to compute with.
+
+    Float arrays pass through untouched (never copied: they are the caller's).
+    Python numbers and integer or boolean arrays become arrays of the float
+    dtype, so ``Normal(0., 1.).log_prob(float32_x)`` stays float32 (``np.log(1.0)``
+    is a NumPy float64 scalar, which would promote the whole result to float64).
+    """
+    xp = array_module(*values)
+    dtype = float_dtype(*[v for v in values if is_float_array(v)])
+    return xp, dtype, [v if is_float_array(v) else xp.asarray(v, dtype=dtype) for v in values]
+
+
+def grad_like(grad, arg, copy=False):
+    """``grad`` summed down to the shape of ``arg`` (undoing broadcasting).
+
+    A Python-float argument gets a 0-d array. ``copy=True`` where ``grad`` is the
+    caller's own cotangent passed straight through (d value/d arg = 1), so that
+    the gradient handed back never aliases it: callers may add into it in place.
+    """
+    xp = array_module(grad)
+    summed = sum_to_shape(grad, shape_of(arg))
+    if copy and summed is grad:
+        summed = summed.copy()
+    return xp.asarray(summed)
+
+
+def batch_dims_of(value, event_dim):
+    """The leading (sample and batch) dims of ``value``: all but its last ``event_dim``."""
+    shape = shape_of(value)
+    return shape[: max(len(shape) - event_dim, 0)]
+
+
 # ---------------------------------------------------------------- stable elementwise math
 # Used by the layers, the Bernoulli and the interval transform alike: written once, here.
 

@@ -96,6 +96,30 @@ class ValidationTypeError(ValidationError, TypeError):
     """Arrays of different kinds meeting at a site (NumPy and CuPy, float32 and float64)."""
 
 
+# ------------------------------------------------------------------ a distribution's arguments
+def check_types(dist_name, **args):
+    """Each argument must be a Python number or an array (a list would have no shape)."""
+    for name, arg in args.items():
+        if not (isinstance(arg, (int, float)) or hasattr(arg, "shape")):
+            raise TypeError(
+                f"{dist_name}: {name} must be a float or an array, got {type(arg).__name__}; "
+                f"wrap it with numpy.asarray(...)"
+            )
+
+
+def check_args(dist_name, **args):
+    """Batch shape of a distribution's arguments, with clear errors for wrong ones."""
+    check_types(dist_name, **args)
+    try:
+        return backend.broadcast_shapes(*[backend.shape_of(a) for a in args.values()])
+    except ValueError:
+        shapes = ", ".join(f"{n} {backend.shape_of(a)}" for n, a in args.items())
+        raise ValueError(
+            f"{dist_name}: argument shapes {shapes} do not broadcast together; "
+            f"reshape them so each dim is equal, 1, or missing on the left"
+        ) from None
+
+
 # ------------------------------------------------------------------ cheap value checks
 def violates(constraint, x):
     """True if some element of ``x`` is outside ``constraint``: at most two reductions.

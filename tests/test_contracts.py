@@ -287,7 +287,7 @@ def test_an_argument_stored_as_something_else_is_a_clear_error_at_construction()
             self.loc, self.scale = list(loc), scale
             Distribution.__init__(self, batch_shape)
 
-    with pytest.raises(TypeError, match="Listed: argument 'loc' is stored as a list"):
+    with pytest.raises(TypeError, match="Listed: loc must be a float or an array, got list"):
         Listed(np.zeros(2), 1.0)
 
 

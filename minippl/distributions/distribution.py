@@ -21,65 +21,14 @@ Shapes. A draw from ``Normal(zeros((3, 2)), 1.).to_event(1)`` with
 import copy
 
 from .. import backend, traced, validation
-from ..backend import broadcast_shapes, shape_of
+from ..backend import batch_dims_of, broadcast_shapes, grad_like, promote, shape_of  # noqa: F401
+from ..validation import check_args, check_types  # noqa: F401
 from . import constraints
 
 
-# ------------------------------------------------------------- helpers for subclasses
-def check_types(dist_name, **args):
-    """Each argument must be a Python number or an array (a list would have no shape)."""
-    for name, arg in args.items():
-        if not (isinstance(arg, (int, float)) or hasattr(arg, "shape")):
-            raise TypeError(
-                f"{dist_name}: {name} must be a float or an array, got {type(arg).__name__}; "
-                f"wrap it with numpy.asarray(...)"
-            )
-
-
-def check_args(dist_name, **args):
-    """Batch shape of a distribution's arguments, with clear errors for wrong ones."""
-    check_types(dist_name, **args)
-    try:
-        return broadcast_shapes(*[shape_of(a) for a in args.values()])
-    except ValueError:
-        shapes = ", ".join(f"{n} {shape_of(a)}" for n, a in args.items())
-        raise ValueError(
-            f"{dist_name}: argument shapes {shapes} do not broadcast together; "
-            f"reshape them so each dim is equal, 1, or missing on the left"
-        ) from None
-
-
-def promote(*values):
-    """The array module, the float dtype, and ``values`` ready to compute with.
-
-    Float arrays pass through untouched (never copied: they are the caller's).
-    Python numbers and integer or boolean arrays become arrays of the float
-    dtype, so ``Normal(0., 1.).log_prob(float32_x)`` stays float32 (``np.log(1.0)``
-    is a NumPy float64 scalar, which would promote the whole result to float64).
-    """
-    xp = backend.array_module(*values)
-    dtype = backend.float_dtype(*[v for v in values if backend.is_float_array(v)])
-    return xp, dtype, [v if backend.is_float_array(v) else xp.asarray(v, dtype=dtype) for v in values]
-
-
-def grad_like(grad, arg, copy=False):
-    """``grad`` summed down to the shape of ``arg`` (undoing broadcasting).
-
-    A Python-float argument gets a 0-d array. ``copy=True`` where ``grad`` is the
-    caller's own cotangent passed straight through (d value/d arg = 1), so that
-    the gradient handed back never aliases it: callers may add into it in place.
-    """
-    xp = backend.array_module(grad)
-    summed = backend.sum_to_shape(grad, shape_of(arg))
-    if copy and summed is grad:
-        summed = summed.copy()
-    return xp.asarray(summed)
-
-
-def batch_dims_of(value, event_dim):
-    """The leading (sample and batch) dims of ``value``: all but its last ``event_dim``."""
-    shape = shape_of(value)
-    return shape[: max(len(shape) - event_dim, 0)]
+# The helpers a subclass uses live with what they are about: ``check_types`` and ``check_args``
+# (argument errors) in validation.py; ``promote``, ``grad_like`` and ``batch_dims_of`` (arrays
+# and broadcasting) in backend.py. They are imported here so a subclass imports them from one place.
 
 
 def _check_expand(dist, batch_shape):
@@ -246,12 +195,7 @@ class Distribution:
                 f"assign self.{missing} = {missing} (the argument exactly as given) before calling "
                 f"super().__init__(...)"
             ) from None
-        for name, arg in args.items():
-            if not (isinstance(arg, (int, float)) or hasattr(arg, "shape")):
-                raise TypeError(
-                    f"{type(self).__name__}: argument {name!r} is stored as a {type(arg).__name__}; "
-                    f"store the float or array given, as given (arg_arrays() must return it)"
-                )
+        validation.check_types(type(self).__name__, **args)  # a float or an array, as given
 
     def _check_args(self):
         """Raise a ValidationError naming the argument that leaves its constraint (NaN, scale <= 0...)."""
