@@ -23,6 +23,7 @@ def sample(name, fn, obs=None, infer=None, sample_shape=()):
             f"sample site '{name}': expected a distribution such as dist.Normal(loc, scale), "
             f"got {type(fn).__name__}."
         )
+    validation.raise_deferred(fn, name)  # an argument error met while the model ran
     if stack_is_empty():
         if obs is None:
             return fn.sample(sample_shape)

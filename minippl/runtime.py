@@ -24,7 +24,7 @@ The stack, drawn once (a Python list; its END is the TOP)::
 A handler sets ``msg["stop"] = True`` to hide the message from the handlers
 below it (that is how ``block`` works).
 """
-from . import backend, traced
+from . import backend, traced, validation
 
 _STACK = []
 
@@ -134,3 +134,4 @@ def send_call(fn, inputs):
 
 
 traced.send_call = send_call  # how traced values (an earlier chapter) put their operations on the tape
+validation.model_is_running = lambda: bool(_STACK)  # so argument errors wait for their sample statement

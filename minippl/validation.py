@@ -5,11 +5,7 @@ reductions per array (``min``/``max`` propagate NaN), the elementwise detail onl
 path. A leaf: it builds on backend.py only (a constraint is anything with ``check`` and ``spec``;
 intervals and lower bounds are read by their spec), and the distributions, primitives.py, the ELBO and SVI import it.
 """
-import ast
 import contextlib
-import linecache
-import os
-import sys
 
 import numpy as np
 
@@ -324,8 +320,15 @@ def report_outside(dist, value, bad, support, what, masked=False, hint=""):
 
 
 # ------------------------------------------------------------------ naming the site
+# A distribution is built before ``sample(name, dist)`` runs, so its argument error cannot name
+# the site. Inside a running model the error waits: the distribution keeps it (and refuses to
+# be used), and the sample statement that takes it raises it with the site's name.
 _CURRENT_SITE = []  # the sample statement being checked, innermost last
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def model_is_running():
+    """True while effect handlers are active; runtime.py (a later chapter) plugs in its stack."""
+    return False
 
 
 @contextlib.contextmanager
@@ -338,45 +341,98 @@ def site_named(name):
 
 
 def raise_site_error(message, kind=ValidationError):
-    """Raise ``kind`` naming the sample site being checked.
+    """Raise ``kind`` naming the sample site being checked (if one is)."""
+    raise kind(message, site=_CURRENT_SITE[-1] if _CURRENT_SITE else None)
 
-    A distribution is built *before* ``sample(name, dist)`` is called, so an argument
-    error cannot be caught by ``sample``; on this (error-only) path we find the
-    ``sample("name", ...)`` call around the caller's line in its source, when there is one.
+
+def defer_until_sampled(dist, error):
+    """Keep ``error`` on ``dist`` for the sample statement that takes it; until then, using it raises."""
+    def refuse(*args, **kwargs):
+        raise error
+
+    object.__setattr__(dist, "_invalid", error)
+    for method in ("sample", "rsample", "rsample_with_noise", "log_prob", "log_prob_vjp"):
+        object.__setattr__(dist, method, refuse)
+
+
+def raise_deferred(dist, name):
+    """At ``sample(name, dist)``: raise the argument error ``dist`` (or its base) kept, naming the site."""
+    while dist is not None:
+        error = dist.__dict__.get("_invalid")
+        if error is not None:
+            error.site = name
+            raise error
+        dist = getattr(dist, "base_dist", None)
+
+
+# ------------------------------------------------------------------ the checks of inference
+# (the ELBO's and SVI's: structural, always on)
+def check_model_guide_match(model_trace, guide_trace):
+    """Every latent site of the model is sampled by the guide, and the guide samples nothing else."""
+    model_sites = {n for n, s in model_trace.sample_sites().items() if not s["is_observed"]}
+    guide_sites = {n for n, s in guide_trace.sample_sites().items() if not s["infer"].get("is_auxiliary")}
+    for name in model_sites - guide_sites:
+        raise ValueError(
+            f"sample site '{name}' is latent in the model but the guide does not sample it: add "
+            f"minippl.sample('{name}', ...) to the guide, or observe it in the model with obs=..."
+        )
+    for name in guide_sites - set(model_trace.sample_sites()):
+        raise ValueError(
+            f"the guide samples '{name}' but the model has no site of that name: rename it to match "
+            f"a latent site of the model, or remove it from the guide."
+        )
+    for name in guide_sites & model_sites:
+        if guide_trace.nodes[name]["is_observed"]:
+            raise ValueError(f"site '{name}' is observed in the guide: a guide only samples latent sites")
+
+
+def check_log_prob_shape(site, log_prob):
+    """Every non-trivial batch dim of a site's log-prob must be explained by a plate around it."""
+    plate_sizes = {f.dim: (f.name, f.size) for f in site["cond_indep_stack"] if f.dim is not None}
+    shape = np.shape(log_prob)
+    for dim in range(-len(shape), 0):
+        size = shape[dim]
+        name, expected = plate_sizes.get(dim, (None, 1))
+        if size in (1, expected):
+            continue
+        where = f"plate '{name}' has size {expected} there" if name else "no plate covers it"
+        raise ValueError(
+            f"sample site '{site['name']}': log_prob has shape {shape}, and dim {dim} (size {size}) "
+            f"is not explained by the plates around the site ({where}). If that dim is part of one "
+            f"event (e.g. the pixels of an image), use .to_event(1) on the distribution; if it "
+            f"indexes independent data, wrap the site in minippl.plate('name', {size}, dim={dim})."
+        )
+
+
+def check_finite(loss, grads, site_log_probs, step, order=()):
+    """Raise FloatingPointError before a NaN or inf can become an update.
+
+    Names the first culprit in the order things ran: the guide's sites before the
+    model's (a NaN drawn in the guide also spoils the model's terms for that site),
+    and params in the order they were created (``order``, the store's).
     """
-    raise kind(message, site=_CURRENT_SITE[-1] if _CURRENT_SITE else _enclosing_sample_site())
-
-
-def _enclosing_sample_site():
-    frame = sys._getframe(1)
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-        frame = frame.f_back
-    if frame is None:
-        return None
-    try:
-        tree = ast.parse("".join(linecache.getlines(frame.f_code.co_filename)))
-    except (SyntaxError, ValueError):  # no source (an interactive session), or not Python
-        return None
-    first, last = _running_span(frame)
-    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
-             and getattr(node.func, "attr", getattr(node.func, "id", None)) == "sample"
-             and _position(node, first) <= first and last <= _position(node, last, end=True)]
-    if not calls:
-        return None
-    name = max(calls, key=lambda node: (node.lineno, node.col_offset)).args[:1]  # the innermost call
-    return name[0].value if name and isinstance(name[0], ast.Constant) and isinstance(name[0].value, str) else None
-
-
-def _running_span(frame):
-    """(line, column) where the frame's running call starts and ends; column None before Python 3.11."""
-    if hasattr(frame.f_code, "co_positions"):
-        line, end_line, col, end_col = list(frame.f_code.co_positions())[frame.f_lasti // 2]
-        if None not in (line, end_line, col, end_col):
-            return (line, col), (end_line, end_col)
-    return (frame.f_lineno, None), (frame.f_lineno, None)
-
-
-def _position(node, like, end=False):
-    """A node's start (or end) as (line, column), or (line, None) to compare lines only, like ``like``."""
-    line, col = (node.end_lineno, node.end_col_offset) if end else (node.lineno, node.col_offset)
-    return (line, None if like[1] is None else col)
+    if not np.isfinite(loss):
+        ran_first = sorted(site_log_probs, key=lambda key: not key.startswith("guide"))
+        culprits = [site for site in ran_first if not np.isfinite(site_log_probs[site])]
+        where = (f"the log-probability of {culprits[0]} is {site_log_probs[culprits[0]]}" if culprits
+                 else "a term outside the sample sites")
+        also = f" (then also: {', '.join(culprits[1:4])})" if len(culprits) > 1 else ""
+        raise FloatingPointError(
+            f"step {step}: the loss is {loss}; {where}{also}. No parameter was changed. Check that site's "
+            f"data and distribution arguments (a scale <= 0, probs outside [0, 1], NaN inputs)."
+        )
+    with np.errstate(over="ignore", invalid="ignore"):  # all_finite's <g, g> may overflow: it then looks closer
+        if all_finite_many(list(grads.values())):  # the usual case: one pass, nothing to name
+            return
+        bad = [name for name, g in grads.items() if not all_finite(g)]
+    rank = {name: i for i, name in enumerate(order)}
+    bad.sort(key=lambda name: rank.get(name, len(rank)))
+    if bad:
+        g = grads[bad[0]]
+        g = backend.to_host(g)  # CuPy -> host, for the message
+        what = f"{int(np.isnan(g).sum())} NaN and {int(np.isinf(g).sum())} inf of {g.size} entries"
+        also = f" (also: {', '.join(repr(n) for n in bad[1:4])})" if len(bad) > 1 else ""
+        raise FloatingPointError(
+            f"step {step}: the gradient of param '{bad[0]}' is not finite ({what}; loss {loss:.6g}){also}. "
+            f"No parameter was changed. Lower the learning rate, or bound the values that feed it."
+        )

@@ -428,6 +428,14 @@ def numpy_function_from_another_module():
     one_step(normal_model, guide_with(lambda loc: np.linalg.inv(loc[None, None])[0, 0]), np.array(1.0))
 
 
+def invalid_distribution_used_directly_in_a_model():
+    def model():
+        draw = dist.Normal(0.0, -1.0).rsample()  # not through a sample statement: still refused
+        minippl.sample("x", dist.Normal(draw, 1.0), obs=np.array(0.0))
+
+    get_trace(model)
+
+
 TABLE = [
     # (wrong program, exception type, key words that must appear in the message)
     (normal_negative_scale, ValidationError, ["Normal", "scale must be > 0", "got -1.0", "constraints.positive"]),
@@ -502,6 +510,7 @@ TABLE = [
                                                                   "no sample site used", "minippl.sample("]),
     (traced_value_kept_from_an_earlier_step, RuntimeError, ["param 'loc'", "earlier run", "read the param"]),
     (numpy_function_from_another_module, TypeError, ["numpy.linalg.inv", "no hand-written derivative"]),
+    (invalid_distribution_used_directly_in_a_model, ValidationError, ["Normal", "scale must be > 0"]),
 ]
 
 

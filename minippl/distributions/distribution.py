@@ -156,7 +156,12 @@ class Distribution:
         # as in torch: None follows minippl.enable_validation; checked once, here
         self._validate_args = validation.is_validation_enabled() if validate_args is None else bool(validate_args)
         if self._validate_args and self.arg_constraints:
-            self._check_args()
+            try:
+                self._check_args()
+            except validation.ValidationError as error:
+                if not validation.model_is_running():
+                    raise
+                validation.defer_until_sampled(self, error)  # the sample statement names the site
 
     def __setattr__(self, name, value):
         # a traced argument is stored as its plain array (the math below never sees a traced

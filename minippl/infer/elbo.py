@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import backend, traced
 from ..handlers import replay, trace
-from ..validation import ValidationError
+from ..validation import ValidationError, check_log_prob_shape, check_model_guide_match
 from .tape import backpropagate, check_nothing_dangles
 
 
@@ -46,24 +46,6 @@ def get_traces(model, guide, args, kwargs, record=False):
     return model_trace, guide_trace
 
 
-def check_model_guide_match(model_trace, guide_trace):
-    model_sites = {n for n, s in model_trace.sample_sites().items() if not s["is_observed"]}
-    guide_sites = {n for n, s in guide_trace.sample_sites().items() if not s["infer"].get("is_auxiliary")}
-    for name in model_sites - guide_sites:
-        raise ValueError(
-            f"sample site '{name}' is latent in the model but the guide does not sample it: add "
-            f"minippl.sample('{name}', ...) to the guide, or observe it in the model with obs=..."
-        )
-    for name in guide_sites - set(model_trace.sample_sites()):
-        raise ValueError(
-            f"the guide samples '{name}' but the model has no site of that name: rename it to match "
-            f"a latent site of the model, or remove it from the guide."
-        )
-    for name in guide_sites & model_sites:
-        if guide_trace.nodes[name]["is_observed"]:
-            raise ValueError(f"site '{name}' is observed in the guide: a guide only samples latent sites")
-
-
 def site_weight(site):
     """d(site's term)/d(log_prob): scale * mask, broadcastable to the log-prob."""
     if site["mask"] is None:
@@ -80,24 +62,6 @@ def cotangent(weight, like):
     """
     xp = backend.array_module(like)
     return xp.broadcast_to(xp.asarray(weight, dtype=like.dtype), like.shape)
-
-
-def check_log_prob_shape(site, log_prob):
-    """Every non-trivial batch dim of a site's log-prob must be explained by a plate around it."""
-    plate_sizes = {f.dim: (f.name, f.size) for f in site["cond_indep_stack"] if f.dim is not None}
-    shape = np.shape(log_prob)
-    for dim in range(-len(shape), 0):
-        size = shape[dim]
-        name, expected = plate_sizes.get(dim, (None, 1))
-        if size in (1, expected):
-            continue
-        where = f"plate '{name}' has size {expected} there" if name else "no plate covers it"
-        raise ValueError(
-            f"sample site '{site['name']}': log_prob has shape {shape}, and dim {dim} (size {size}) "
-            f"is not explained by the plates around the site ({where}). If that dim is part of one "
-            f"event (e.g. the pixels of an image), use .to_event(1) on the distribution; if it "
-            f"indexes independent data, wrap the site in minippl.plate('name', {size}, dim={dim})."
-        )
 
 
 def is_reparameterized(site):

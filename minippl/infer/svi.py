@@ -10,8 +10,7 @@ import warnings
 import numpy as np
 
 from ..params import get_param_store
-from ..backend import to_host
-from ..validation import ValidationError, all_finite, all_finite_many
+from ..validation import ValidationError, check_finite
 
 
 class SVI:
@@ -92,37 +91,3 @@ class SVI:
             from .check import check_gradients
 
             check_gradients(self.model, self.guide, *args, loss=self.loss, **kwargs)
-
-
-def check_finite(loss, grads, site_log_probs, step, order=()):
-    """Raise FloatingPointError before a NaN or inf can become an update.
-
-    Names the first culprit in the order things ran: the guide's sites before the
-    model's (a NaN drawn in the guide also spoils the model's terms for that site),
-    and params in the order they were created (``order``, the store's).
-    """
-    if not np.isfinite(loss):
-        ran_first = sorted(site_log_probs, key=lambda key: not key.startswith("guide"))
-        culprits = [site for site in ran_first if not np.isfinite(site_log_probs[site])]
-        where = (f"the log-probability of {culprits[0]} is {site_log_probs[culprits[0]]}" if culprits
-                 else "a term outside the sample sites")
-        also = f" (then also: {', '.join(culprits[1:4])})" if len(culprits) > 1 else ""
-        raise FloatingPointError(
-            f"step {step}: the loss is {loss}; {where}{also}. No parameter was changed. Check that site's "
-            f"data and distribution arguments (a scale <= 0, probs outside [0, 1], NaN inputs)."
-        )
-    with np.errstate(over="ignore", invalid="ignore"):  # all_finite's <g, g> may overflow: it then looks closer
-        if all_finite_many(list(grads.values())):  # the usual case: one pass, nothing to name
-            return
-        bad = [name for name, g in grads.items() if not all_finite(g)]
-    rank = {name: i for i, name in enumerate(order)}
-    bad.sort(key=lambda name: rank.get(name, len(rank)))
-    if bad:
-        g = grads[bad[0]]
-        g = to_host(g)  # CuPy -> host, for the message
-        what = f"{int(np.isnan(g).sum())} NaN and {int(np.isinf(g).sum())} inf of {g.size} entries"
-        also = f" (also: {', '.join(repr(n) for n in bad[1:4])})" if len(bad) > 1 else ""
-        raise FloatingPointError(
-            f"step {step}: the gradient of param '{bad[0]}' is not finite ({what}; loss {loss:.6g}){also}. "
-            f"No parameter was changed. Lower the learning rate, or bound the values that feed it."
-        )
