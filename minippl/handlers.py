@@ -11,9 +11,12 @@ Every handler works three ways, as in Pyro and NumPyro::
 Builds on runtime.py. ``plate`` lives in plate.py; the primitives that send
 messages (``sample``, ``param``, ...) live in primitives.py.
 """
+import numbers
+import warnings
+
 import numpy as np
 
-from .runtime import _STACK, Messenger
+from .runtime import _STACK, Messenger, apply_stack
 from .traced import unwrap
 
 SITE_TYPES = ("sample", "param", "plate")  # named sites; "call" records are the tape
@@ -207,6 +210,51 @@ class condition(Messenger):
             msg["value"] = self.data[msg["name"]]
             msg["is_observed"] = True
             msg["done"] = True
+
+
+class do(Messenger):
+    """Intervene on sample sites: ``do(model, data={"z": value})``, Pearl's do-operator, as in Pyro.
+
+    The model's code gets ``value`` at ``z`` as if it were hard-coded, so everything
+    downstream of ``z`` follows the intervention. The site's own draw still happens, as a
+    fresh sample site named ``z`` whose value does not propagate: the log joint keeps
+    ``z``'s term, and composed with ``condition`` (on ``z`` and its consequences) this
+    gives Pyro's counterfactuals. The intervened value is a site named ``"z__CF"``,
+    observed and hidden from the handlers outside ``do`` (handlers inside it see it).
+
+    >>> import minippl, minippl.distributions as dist
+    >>> def model():
+    ...     z = minippl.sample("z", dist.Normal(0., 1.))
+    ...     return minippl.sample("x", dist.Normal(z, 1e-3))
+    >>> tr = trace(seed(do(model, data={"z": 5.}), rng_seed=0)).get_trace()
+    >>> list(tr.nodes), round(float(tr.nodes["x"]["value"])), bool(tr.nodes["z"]["value"] == 5.)
+    (['z', 'x'], 5, False)
+    """
+
+    def __init__(self, fn=None, data=None):
+        if data is None:
+            raise ValueError("do needs data: do(fn, data={'site': value})")
+        super().__init__(fn)
+        self.data = data
+
+    def process_message(self, msg):
+        name = msg["name"]
+        if msg["type"] != "sample" or msg.get("_intervened_by") is self or self.data.get(name) is None:
+            return
+        value = self.data[name]
+        if not isinstance(value, numbers.Number) and not hasattr(value, "shape"):
+            raise TypeError(f"do: the intervention at site '{name}' must be a number or an array, "
+                            f"got {type(value).__name__}")
+        if msg.get("_intervened_by") is not None:
+            warnings.warn(f"do: site '{name}' is intervened on twice (nested do handlers); "
+                          f"this is almost certainly not what you meant", RuntimeWarning)
+        # the fresh site: the same message sent through the whole stack again, with what the handlers
+        # above this one added undone (they add it again); marked so that this handler skips it
+        fresh = dict(msg, cond_indep_stack=(), scale=1.0, mask=None, infer=dict(msg["infer"]),
+                     _intervened_by=self)
+        apply_stack(fresh)
+        # the intervened site: renamed, observed, and stopped here (the handlers outside never see it)
+        msg.update(name=name + "__CF", value=value, is_observed=True, done=True, stop=True, _intervened_by=self)
 
 
 class substitute(Messenger):

@@ -7,6 +7,8 @@ and "constraint/<name>" specs (saving.py writes and reads the file). Builds on
 distributions/constraints.py.
 """
 import contextlib
+import re
+import warnings
 import weakref
 
 import numpy as np
@@ -83,6 +85,10 @@ class ParamStore:
         """(name, constrained value) pairs."""
         return [(name, self.constrained(name)) for name in self._params]
 
+    def values(self):
+        """The constrained values, in the order of ``keys()``."""
+        return [self.constrained(name) for name in self._params]
+
     def clear(self):
         for table in (self._params, self._constraints, self._owners):
             table.clear()
@@ -115,6 +121,46 @@ class ParamStore:
     def constrained(self, name):
         """``forward(unconstrained)``; for a real param the stored array object itself."""
         return self.get_transform(name).forward(self._params[name])
+
+    def get_param(self, name, init_tensor=None, constraint=constraints.real, event_dim=None):
+        """Pyro's ``get_param``: ``store[name]`` if ``init_tensor`` is None, else
+        ``setdefault(name, init_tensor, constraint)``. ``event_dim`` is ignored, as in Pyro
+        (it matters to ``minippl.param`` inside a plate, not to the store)."""
+        if init_tensor is None:
+            return self[name]
+        return self.setdefault(name, init_tensor, constraint)
+
+    def get_all_param_names(self):
+        """The names (Pyro deprecates it for ``keys()``, and so does minippl)."""
+        warnings.warn("ParamStore.get_all_param_names() is deprecated; use .keys() instead.", DeprecationWarning,
+                      stacklevel=2)
+        return self.keys()
+
+    def replace_param(self, param_name, new_param, old_param):
+        """Set ``param_name`` to the constrained value ``new_param``, after checking that ``old_param``
+        is its current value (Pyro's check; Pyro deprecates it for ``store[name] = new_param``)."""
+        warnings.warn("ParamStore.replace_param() is deprecated; use store[name] = new_value instead.",
+                      DeprecationWarning, stacklevel=2)
+        current = self.constrained(param_name)  # raises a KeyError naming the known params
+        same = old_param is current or old_param is self._params[param_name] or (
+            getattr(old_param, "shape", None) == current.shape
+            and bool(array_module(current).array_equal(old_param, current)))
+        if not same:
+            raise ValueError(f"replace_param('{param_name}', ...): old_param is not the param's current value; "
+                             f"read it with store['{param_name}'] first (or just set store['{param_name}'] = ...)")
+        self[param_name] = new_param
+
+    def match(self, name):
+        """``{param name: constrained value}`` for the names that the regular expression ``name``
+        matches at their start (``re.match``, as in Pyro).
+
+        >>> store = ParamStore()
+        >>> _ = store.setdefault("loc_a", 0.0); _ = store.setdefault("scale_a", 1.0)
+        >>> sorted(store.match("loc"))
+        ['loc_a']
+        """
+        pattern = re.compile(name)
+        return {key: self.constrained(key) for key in self._params if pattern.match(key)}
 
     def named_parameters(self):
         """(name, unconstrained array) pairs: what an optimiser updates, in place."""

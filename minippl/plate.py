@@ -9,6 +9,7 @@ so that the ELBO estimate stays unbiased for the full data; (4) reads a
 param declared with ``event_dim`` at the subsampled items only. Builds on
 runtime.py (a plate is a Messenger).
 """
+import contextlib
 from collections import namedtuple
 
 import numpy as np
@@ -145,6 +146,27 @@ class plate(Messenger):
         for i in self._draw_indices():
             with _sequential_plate(CondIndepStackFrame(self.name, None, 1, self.size), self.scale):
                 yield int(i)
+
+
+@contextlib.contextmanager
+def plate_stack(prefix, sizes, rightmost_dim=-1):
+    """Enter one plate per size (Pyro's ``pyro.plate_stack``), for a batch of shape ``sizes``.
+
+    The plates are named ``f"{prefix}_{i}"``, counted from the right: ``{prefix}_0`` holds
+    ``rightmost_dim`` and has size ``sizes[-1]``, ``{prefix}_1`` the dim left of it, and so on.
+
+    >>> import minippl, minippl.distributions as dist
+    >>> with plate_stack("batch", (2, 3)):
+    ...     minippl.sample("x", dist.Normal(0., 1.)).shape
+    (2, 3)
+    """
+    sizes = tuple(sizes)
+    if not (isinstance(rightmost_dim, int) and rightmost_dim < 0):
+        raise ValueError(f"plate_stack '{prefix}': rightmost_dim must be a negative int, got {rightmost_dim!r}")
+    with contextlib.ExitStack() as stack:
+        for i, size in enumerate(reversed(sizes)):
+            stack.enter_context(plate(f"{prefix}_{i}", size, dim=rightmost_dim - i))
+        yield
 
 
 class _sequential_plate(Messenger):

@@ -1,4 +1,4 @@
-"""The primitives a model is written with: ``sample``, ``param``, ``module``, ``deterministic``.
+"""The primitives a model is written with: ``sample``, ``param``, ``module``, ``deterministic``, ``factor``.
 
 Teaches: a primitive only describes a site and sends it through the handler
 stack (runtime.py); what happens to it (recorded, replayed, conditioned,
@@ -7,8 +7,9 @@ seeded...) is decided by the handlers around it. With no handler active,
 and the distributions.
 """
 import contextlib
+import numbers
 
-from . import traced, validation
+from . import backend, traced, validation
 from .distributions import constraints
 from .distributions.distribution import Distribution
 from .distributions.delta import Delta
@@ -126,3 +127,31 @@ def deterministic(name, value, event_dim=None):
     event_dim = getattr(value, "ndim", 0) if event_dim is None else event_dim
     fn = Delta(value, event_dim=event_dim).mask(False)
     return sample(name, fn, obs=value, infer={"_deterministic": True})
+
+
+def factor(name, log_factor):
+    """Add ``log_factor`` to the model's log joint (Pyro's ``pyro.factor``): a soft constraint, a
+    likelihood written by hand, a penalty.
+
+    As in Pyro, it is an observed sample site whose value is empty (shape ``(..., 0)``) and
+    whose log-prob is ``log_factor``: here ``Delta(empty, log_density=log_factor, event_dim=1)``,
+    so the ELBO differentiates it with Delta's ``log_prob_vjp`` (d log_prob / d log_density = 1)
+    and a traced ``log_factor`` (computed from params or guide draws) passes its gradient on.
+    Inside a plate, ``log_factor`` has one entry per item (or broadcasts to one); the plate's
+    subsampling scale applies as for any site.
+
+    >>> import numpy as np, minippl
+    >>> from minippl.handlers import trace
+    >>> tr = trace(lambda: factor("penalty", np.array([-1.0, -2.0]))).get_trace()
+    >>> tr.log_prob_sum(), tr.nodes["penalty"]["value"].shape
+    (-3.0, (2, 0))
+    """
+    plain = traced.unwrap(log_factor)
+    kind = getattr(getattr(plain, "dtype", None), "kind", None)  # an array's: float, int or unsigned is fine
+    if not (isinstance(plain, numbers.Real) or kind in ("f", "i", "u")):
+        raise TypeError(f"factor '{name}': log_factor must be a real number or array (a log-density), "
+                        f"got {type(plain).__name__} {getattr(plain, 'dtype', '')}".rstrip())
+    xp, dtype = backend.array_module(plain), backend.float_dtype(plain)
+    shape = backend.shape_of(plain) + (0,)  # one empty event per factor
+    unit = Delta(xp.zeros(shape, dtype), log_density=log_factor, event_dim=1)
+    return sample(name, unit, obs=xp.zeros(shape, dtype), infer={"is_auxiliary": True})

@@ -23,6 +23,14 @@ The stack, drawn once (a Python list; its END is the TOP)::
 
 A handler sets ``msg["stop"] = True`` to hide the message from the handlers
 below it (that is how ``block`` works).
+
+Two ways to write a handler, both dispatched by ``apply_stack``: minipyro's
+``process_message(msg)`` / ``postprocess_message(msg)``, which see every message,
+and Pyro's ``_pyro_<type>(msg)`` / ``_pyro_post_<type>(msg)`` (``_pyro_sample``,
+``_pyro_post_param``, ...), which see only messages of that type (minippl's types:
+"sample", "param", "plate", "call"). A class defining both has, for one message,
+``process_message`` then ``_pyro_<type>``, and after the default action
+``_pyro_post_<type>`` then ``postprocess_message``: the minipyro method is the outer one.
 """
 from . import backend, traced, validation
 
@@ -36,8 +44,18 @@ class Messenger:
     ``with handler(...):`` applies it to a block; ``@handler(...)`` to a function.
     """
 
+    fn = None  # so a subclass whose __init__ skips super().__init__() (Pyro's tutorial) still works
+    _pre_by_type = _post_by_type = {}  # the base class has no Pyro-style methods
+
     def __init__(self, fn=None):
         self.fn = fn
+
+    def __init_subclass__(cls, **kwargs):
+        # the Pyro-style methods, found once per class: {message type: method name}
+        super().__init_subclass__(**kwargs)
+        names = [n for n in dir(cls) if n.startswith("_pyro_")]
+        cls._post_by_type = {n[len("_pyro_post_"):]: n for n in names if n.startswith("_pyro_post_")}
+        cls._pre_by_type = {n[len("_pyro_"):]: n for n in names if not n.startswith("_pyro_post_")}
 
     def __enter__(self):
         _STACK.append(self)
@@ -91,10 +109,16 @@ def apply_stack(msg):
     for handler in reversed(_STACK):
         visited += 1
         handler.process_message(msg)
+        pyro_style = handler._pre_by_type.get(msg["type"])
+        if pyro_style is not None:  # Pyro's _pyro_sample, _pyro_param, ...
+            getattr(handler, pyro_style)(msg)
         if msg["stop"]:
             break
     default_process_message(msg)
     for handler in _STACK[len(_STACK) - visited:]:
+        pyro_style = handler._post_by_type.get(msg["type"])
+        if pyro_style is not None:  # Pyro's _pyro_post_sample, ...
+            getattr(handler, pyro_style)(msg)
         handler.postprocess_message(msg)
     return msg
 

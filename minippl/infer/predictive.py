@@ -17,8 +17,11 @@ class Predictive:
     """Pyro's Predictive: ``Predictive(model, guide=guide, num_samples=100)(*args)``.
 
     Returns ``{site: array}``, each draw stacked along a new leading dim of size
-    ``num_samples`` (shape ``(num_samples,) + site value shape``; Pyro also pads 1s for the
-    plates a site is not in, e.g. (S, 1) for a global scalar: here it is (S,), both ways).
+    ``num_samples``: shape ``(num_samples,) + site value shape`` by default, so a global scalar
+    is (S,) and a site's draws index as its values do, whether or not ``parallel``. With
+    ``pyro_shapes=True`` the shapes are Pyro's: 1s padded after the sample dim for the plates a
+    site is not in, up to the model's plate nesting, e.g. (S, 1) for a global scalar of a model
+    with one plate (so every site broadcasts against the plated ones); ``"_RETURN"`` is not padded.
 
     - ``posterior_samples``: ``{site: array with a leading sample dim}`` to condition on
       (``num_samples`` is then their leading size); or
@@ -44,7 +47,7 @@ class Predictive:
     """
 
     def __init__(self, model, posterior_samples=None, guide=None, num_samples=None, return_sites=None,
-                 parallel=False):
+                 parallel=False, pyro_shapes=False):
         if callable(posterior_samples) and not isinstance(posterior_samples, dict) and guide is None:
             posterior_samples, guide = None, posterior_samples
         posterior_samples = dict(posterior_samples or {})
@@ -73,6 +76,7 @@ class Predictive:
         self.num_samples = int(num_samples)
         self.return_sites = tuple(return_sites) if return_sites else None
         self.parallel = parallel
+        self.pyro_shapes = pyro_shapes
 
     def __call__(self, *args, **kwargs):
         samples = self.posterior_samples
@@ -80,8 +84,9 @@ class Predictive:
         if self.guide is not None:
             # every latent draw of the guide, then (Pyro's default) every site of the model
             samples = self._run(self.guide, {}, None, args, kwargs, latent_only=True)
-        return self._run(self.model, samples, return_sites, args, kwargs,
-                         exclude=() if self.guide is not None else tuple(samples))
+        out = self._run(self.model, samples, return_sites, args, kwargs,
+                        exclude=() if self.guide is not None else tuple(samples))
+        return self._pad_like_pyro(out, self._probe(self.model, samples, args, kwargs)) if self.pyro_shapes else out
 
     forward = __call__
     get_samples = __call__
@@ -126,6 +131,17 @@ class Predictive:
                                  f"not hold {self.num_samples} draws of shape {one}; the model does not broadcast "
                                  f"over the sample plate (dim {-nesting - 1}). Use parallel=False.")
         return out
+
+    def _pad_like_pyro(self, out, probe):
+        """(S,) + value shape -> (S,) + (1,) * (plate nesting - batch ndim) + value shape, as Pyro returns."""
+        nesting = max([-f.dim for s in probe.sample_sites().values() for f in s["cond_indep_stack"]
+                       if f.dim is not None], default=0)
+        padded = {}
+        for name, value in out.items():
+            site = probe.nodes.get(name)
+            pad = 0 if site is None else max(nesting - len(site["fn"].batch_shape), 0)  # _RETURN: none
+            padded[name] = value.reshape(value.shape[:1] + (1,) * pad + value.shape[1:])
+        return padded
 
     def _probe(self, fn, samples, args, kwargs):
         """One blocked, unvectorised run (at the first draw) to learn plate nesting and site shapes."""
