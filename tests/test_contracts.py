@@ -128,8 +128,56 @@ def example_case(rng):
                 positive(rng, 4, 3), ("value", "rate"))
 
 
+def lognormal_case(rng):
+    return Case(lambda loc, scale: dist.LogNormal(loc, scale),
+                {"loc": 0.5 * rng.standard_normal((3, 1)), "scale": positive(rng, 2)},
+                positive(rng, 4, 3, 2), ("value", "loc", "scale"))
+
+
+def exponential_case(rng):
+    return Case(lambda rate: dist.Exponential(rate), {"rate": positive(rng, 3)},
+                positive(rng, 4, 3), ("value", "rate"))
+
+
+def laplace_case(rng):
+    loc = rng.standard_normal((3, 1))
+    side = np.where(rng.uniform(size=(4, 3, 2)) < 0.5, -1.0, 1.0)
+    value = loc + side * rng.uniform(0.2, 2.0, (4, 3, 2))  # away from the kink at loc
+    return Case(lambda loc, scale: dist.Laplace(loc, scale), {"loc": loc, "scale": positive(rng, 2)},
+                value, ("value", "loc", "scale"))
+
+
+def cauchy_case(rng):
+    return Case(lambda loc, scale: dist.Cauchy(loc, scale),
+                {"loc": rng.standard_normal((3, 1)), "scale": positive(rng, 2)},
+                3 * rng.standard_normal((4, 3, 2)), ("value", "loc", "scale"))
+
+
+def half_normal_case(rng):
+    return Case(lambda scale: dist.HalfNormal(scale), {"scale": positive(rng, 3)},
+                positive(rng, 4, 3), ("value", "scale"))
+
+
+def half_cauchy_case(rng):
+    return Case(lambda scale: dist.HalfCauchy(scale), {"scale": positive(rng, 3)},
+                3 * positive(rng, 4, 3), ("value", "scale"))
+
+
+def gumbel_case(rng):
+    return Case(lambda loc, scale: dist.Gumbel(loc, scale),
+                {"loc": rng.standard_normal((3, 1)), "scale": positive(rng, 2)},
+                rng.standard_normal((4, 3, 2)), ("value", "loc", "scale"))
+
+
 CASES = {
     "Normal": normal_case,
+    "LogNormal": lognormal_case,
+    "Exponential": exponential_case,
+    "Laplace": laplace_case,
+    "Cauchy": cauchy_case,
+    "HalfNormal": half_normal_case,
+    "HalfCauchy": half_cauchy_case,
+    "Gumbel": gumbel_case,
     "Bernoulli(probs)": bernoulli_probs_case,
     "Bernoulli(logits)": bernoulli_logits_case,
     "Categorical(probs)": categorical_probs_case,
