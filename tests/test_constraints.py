@@ -172,3 +172,37 @@ def test_equality_and_hash():
     assert constraints.greater_than(0.0) != constraints.positive  # different names, same set: kept apart
     assert constraints.positive != constraints.real
     assert len({constraints.interval(0, 1), constraints.unit_interval, constraints.real}) == 2
+
+
+NEW = [constraints.nonnegative, constraints.softplus_positive, constraints.greater_than_eq(-1.5),
+       constraints.simplex, constraints.integer, constraints.nonnegative_integer, constraints.boolean]
+
+
+@pytest.mark.parametrize("constraint", NEW, ids=[c.spec for c in NEW])
+def test_new_constraints_round_trip_through_spec(constraint):
+    parsed = constraints.from_spec(constraint.spec)
+    assert parsed == constraint and type(parsed) is type(constraint) and parsed.spec == constraint.spec
+
+
+def test_new_constraints_check():
+    x = np.array([-1.0, 0.0, 0.5, 2.0, np.nan])
+    np.testing.assert_array_equal(constraints.nonnegative.check(x), [0, 1, 1, 1, 0])
+    np.testing.assert_array_equal(constraints.softplus_positive.check(x), [0, 0, 1, 1, 0])
+    np.testing.assert_array_equal(constraints.integer.check(x), [1, 1, 0, 1, 0])
+    np.testing.assert_array_equal(constraints.nonnegative_integer.check(x), [0, 1, 0, 1, 0])
+    vectors = np.array([[0.2, 0.8], [0.5, 0.6], [-0.1, 1.1], [1.0, 0.0]])
+    np.testing.assert_array_equal(constraints.simplex.check(vectors), [1, 0, 0, 1])  # one answer per vector
+    assert constraints.softplus_positive != constraints.positive and constraints.nonnegative != constraints.positive
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softplus_and_stick_breaking_extremes_give_no_nan(dtype):
+    u = np.array([-1e30, -1e4, -800.0, -50.0, 0.0, 50.0, 800.0, 1e4]).astype(dtype)
+    for constraint, point in [(constraints.softplus_positive, u), (constraints.simplex, u.reshape(2, 4))]:
+        t = constraints.biject_to(constraint)
+        with np.errstate(over="ignore"):
+            x = t.forward(point)
+            results = [x, t.vjp(point, x, np.ones_like(x)), t.log_abs_det_jacobian(point, x),
+                       t.log_abs_det_jacobian_vjp(point, x, np.ones(x.shape[:x.ndim - t.event_dim], dtype))]
+        assert all(np.isfinite(r).all() and r.dtype == dtype for r in results), (constraint, results)
+        assert np.all(constraint.check(x))

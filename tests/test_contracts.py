@@ -96,6 +96,48 @@ def categorical_logits_case(rng):
                 rng.integers(0, 4, (5, 3)).astype(float), ("logits",))
 
 
+def counts(rng, *shape, high=6):
+    return rng.integers(0, high, shape).astype(float)  # integral floats, as sample() returns
+
+
+def poisson_case(rng):
+    # rate (3, 1) against values (4, 3, 2): the gradient is summed back to (3, 1)
+    return Case(lambda rate: dist.Poisson(rate), {"rate": 3 * positive(rng, 3, 1)}, counts(rng, 4, 3, 2), ("rate",))
+
+
+def geometric_probs_case(rng):
+    return Case(lambda probs: dist.Geometric(probs=probs), {"probs": rng.uniform(0.2, 0.8, 3)},
+                counts(rng, 4, 3), ("probs",))
+
+
+def geometric_logits_case(rng):
+    return Case(lambda logits: dist.Geometric(logits=logits), {"logits": rng.standard_normal(3)},
+                counts(rng, 4, 3), ("logits",))
+
+
+BINOMIAL_COUNTS = np.array([[6], [8], [11]])  # total_count (3, 1) broadcasts with probs (2,): batch (3, 2)
+
+
+def binomial_probs_case(rng):
+    return Case(lambda probs: dist.Binomial(BINOMIAL_COUNTS, probs=probs), {"probs": rng.uniform(0.2, 0.8, 2)},
+                counts(rng, 4, 3, 2, high=7), ("probs",))
+
+
+def binomial_logits_case(rng):
+    return Case(lambda logits: dist.Binomial(BINOMIAL_COUNTS, logits=logits), {"logits": rng.standard_normal(2)},
+                counts(rng, 4, 3, 2, high=7), ("logits",))
+
+
+def one_hot_categorical_probs_case(rng):
+    return Case(lambda probs: dist.OneHotCategorical(probs=probs), {"probs": rng.uniform(0.5, 1.5, (3, 4))},
+                np.eye(4)[rng.integers(0, 4, (5, 3))], ("probs",))
+
+
+def one_hot_categorical_logits_case(rng):
+    return Case(lambda logits: dist.OneHotCategorical(logits=logits), {"logits": rng.standard_normal((3, 4))},
+                np.eye(4)[rng.integers(0, 4, (5, 3))], ("logits",))
+
+
 def uniform_case(rng):
     low = rng.standard_normal(3)
     high = low + 1 + rng.uniform(0, 1, 3)
@@ -169,6 +211,16 @@ def gumbel_case(rng):
                 rng.standard_normal((4, 3, 2)), ("value", "loc", "scale"))
 
 
+def transformed_case(rng):
+    # Normal (3, 1) pushed through an affine map whose loc and scale are arguments too, then exp
+    def make(**a):
+        affine = dist.transforms.AffineTransform(a["transforms.0.loc"], a["transforms.0.scale"])
+        return dist.TransformedDistribution(dist.Normal(a["loc"], a["scale"]), [affine, dist.transforms.ExpTransform()])
+    return Case(make, {"loc": rng.standard_normal((3, 1)), "scale": positive(rng, 2), "transforms.0.loc":
+                       0.5 * rng.standard_normal(2), "transforms.0.scale": positive(rng, 3, 1)},
+                positive(rng, 4, 3, 2), ("value", "loc", "scale", "transforms.0.loc", "transforms.0.scale"))
+
+
 CASES = {
     "Normal": normal_case,
     "LogNormal": lognormal_case,
@@ -182,10 +234,18 @@ CASES = {
     "Bernoulli(logits)": bernoulli_logits_case,
     "Categorical(probs)": categorical_probs_case,
     "Categorical(logits)": categorical_logits_case,
+    "Poisson": poisson_case,
+    "Geometric(probs)": geometric_probs_case,
+    "Geometric(logits)": geometric_logits_case,
+    "Binomial(probs)": binomial_probs_case,
+    "Binomial(logits)": binomial_logits_case,
+    "OneHotCategorical(probs)": one_hot_categorical_probs_case,
+    "OneHotCategorical(logits)": one_hot_categorical_logits_case,
     "Uniform": uniform_case,
     "Delta": delta_case,
     "Independent": independent_case,
     "MaskedDistribution": masked_case,
+    "TransformedDistribution": transformed_case,
     "Exponential (Distribution's docstring)": example_case,
 }
 
@@ -297,7 +357,10 @@ def test_rsample_vjp_matches_finite_differences(name):
 @pytest.mark.parametrize("make", [
     lambda: dist.Normal(0.5, 2.0), lambda: dist.Uniform(-1.0, 2.0), lambda: dist.Delta(0.3, 0.1),
     lambda: dist.Bernoulli(probs=0.3), lambda: dist.Bernoulli(logits=0.2), lambda: example_distribution()(1.5),
-], ids=["Normal", "Uniform", "Delta", "Bernoulli(probs)", "Bernoulli(logits)", "Exponential"])
+    lambda: dist.Poisson(2.5), lambda: dist.Geometric(probs=0.3), lambda: dist.Geometric(logits=0.2),
+    lambda: dist.Binomial(5, probs=0.3), lambda: dist.Binomial(5, logits=-0.4),
+], ids=["Normal", "Uniform", "Delta", "Bernoulli(probs)", "Bernoulli(logits)", "Exponential", "Poisson",
+        "Geometric(probs)", "Geometric(logits)", "Binomial(probs)", "Binomial(logits)"])
 def test_python_float_arguments_get_0d_gradients(make):
     d = make()
     value = d.sample((4,), np.random.default_rng(0))
@@ -478,6 +541,8 @@ def test_every_transform_in_constraints_is_reached_by_biject_to():
 @pytest.mark.parametrize("name, make", transform_makers(), ids=[n for n, _ in transform_makers()])
 def test_transform_contract(name, make):
     t, constraint = make()
+    if t.event_dim:  # a map of whole vectors (stick-breaking): its own check
+        return assert_vector_transform_contract(t, constraint)
     assert t.codomain == constraint and t.event_dim == 0
     u = 2 * np.random.default_rng(0).standard_normal((3, 4))
     x = t(u)
@@ -488,6 +553,26 @@ def test_transform_contract(name, make):
     log_det = t.log_abs_det_jacobian(u, x)
     assert log_det.shape == u.shape
     np.testing.assert_allclose(log_det, np.log(np.abs(slope)), rtol=1e-8, atol=1e-8)
+    check_vjp(t.forward, {"u": u}, lambda g, u: {"u": t.vjp(u, t.forward(u), g)})
+    check_vjp(lambda u: t.log_abs_det_jacobian(u, t.forward(u)), {"u": u},
+              lambda g, u: {"u": t.log_abs_det_jacobian_vjp(u, t.forward(u), g)})
+
+
+def assert_vector_transform_contract(t, constraint):
+    """event_dim 1: shapes, round trip, log |det J| against the finite-difference Jacobian, VJPs."""
+    assert t.codomain == constraint and t.event_dim == 1
+    u = np.random.default_rng(0).standard_normal((3, 4))
+    x = t(u)
+    assert x.shape == t.forward_shape(u.shape) and t.inverse_shape(x.shape) == u.shape
+    assert np.all(constraint.check(x))
+    np.testing.assert_allclose(t.inverse(x), u, rtol=1e-9, atol=1e-12)
+    log_det = t.log_abs_det_jacobian(u, x)
+    assert log_det.shape == u.shape[:-1]
+    n = u.shape[-1]
+    for row in range(u.shape[0]):  # the square Jacobian of the first n outputs (the last is determined)
+        jac = np.stack([directional_derivative(lambda s: t.forward(u[row] + s * np.eye(n)[j])[:n])
+                        for j in range(n)], axis=1)
+        np.testing.assert_allclose(log_det[row], np.linalg.slogdet(jac)[1], rtol=1e-8, atol=1e-8)
     check_vjp(t.forward, {"u": u}, lambda g, u: {"u": t.vjp(u, t.forward(u), g)})
     check_vjp(lambda u: t.log_abs_det_jacobian(u, t.forward(u)), {"u": u},
               lambda g, u: {"u": t.log_abs_det_jacobian_vjp(u, t.forward(u), g)})

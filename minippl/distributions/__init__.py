@@ -3,10 +3,12 @@
 Chapter 2 of the course (README.md): constraints.py, distribution.py, then one file per
 distribution, then kl.py.
 """
-from . import constraints
+from . import constraints, transforms
 from .bernoulli import Bernoulli
+from .binomial import Binomial
 from .categorical import Categorical
 from .cauchy import Cauchy
+from .counts import Geometric, Poisson
 from .delta import Delta
 from .distribution import Distribution, Independent, MaskedDistribution
 from .exponential import Exponential, Laplace
@@ -15,15 +17,19 @@ from .half import HalfCauchy, HalfNormal
 from .kl import kl_divergence, kl_divergence_vjp
 from .lognormal import LogNormal
 from .normal import Normal
+from .one_hot_categorical import OneHotCategorical
+from .transformed import TransformedDistribution
 from .uniform import Uniform
 
 __all__ = [
     "Bernoulli",
+    "Binomial",
     "Categorical",
     "Cauchy",
     "Delta",
     "Distribution",
     "Exponential",
+    "Geometric",
     "Gumbel",
     "HalfCauchy",
     "HalfNormal",
@@ -32,8 +38,12 @@ __all__ = [
     "LogNormal",
     "MaskedDistribution",
     "Normal",
+    "TransformedDistribution",
+    "OneHotCategorical",
+    "Poisson",
     "Uniform",
     "constraints",
     "kl_divergence",
     "kl_divergence_vjp",
+    "transforms",
 ]

@@ -70,6 +70,13 @@ class Bernoulli(Distribution):
         p = self.probs
         return backend.array_module(self._param).broadcast_to(p * (1 - p), self.batch_shape)
 
+    def enumerate_support(self, expand=True):
+        """The values 0., 1. along a new leftmost dim: shape ``(2,) + batch_shape`` if ``expand``,
+        else ``(2,) + (1,) * len(batch_shape)`` (torch's shapes)."""
+        xp = backend.array_module(self._param)
+        values = xp.arange(2, dtype=backend.float_dtype(self._param)).reshape((-1,) + (1,) * len(self.batch_shape))
+        return xp.broadcast_to(values, (2,) + self.batch_shape) if expand else values
+
     def sample(self, sample_shape=(), rng=None):
         rng = backend.global_rng() if rng is None else rng
         dtype = backend.float_dtype(self._param)

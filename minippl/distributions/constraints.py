@@ -90,6 +90,61 @@ class _Positive(_GreaterThan):
         super().__init__(0.0)
 
 
+class _SoftplusPositive(_GreaterThan):
+    """positive, reached by softplus rather than exp (Pyro's ``softplus_positive``): the map
+    grows linearly, so a step of the optimiser moves a large scale by about as much as a small one."""
+
+    spec = "softplus_positive"
+
+    def __init__(self):
+        super().__init__(0.0)
+
+
+class _GreaterThanEq(_GreaterThan):
+    """[lower_bound, inf); ``nonnegative`` is greater_than_eq(0.0) under its own name, as in torch."""
+
+    @property
+    def spec(self):
+        return "nonnegative" if type(self) is _Nonnegative else f"greater_than_eq({self.lower_bound!r})"
+
+    def check(self, value):
+        return array_module(value).asarray(value) >= self.lower_bound
+
+
+class _Nonnegative(_GreaterThanEq):
+    def __init__(self):
+        super().__init__(0.0)
+
+
+class _Integer(Constraint):
+    """Whole numbers (``nonnegative_integer``: 0, 1, 2, ...); checks only, no transform reaches them."""
+
+    spec = "integer"
+    lower_bound = None
+
+    def check(self, value):
+        x = array_module(value).asarray(value)
+        return (x == array_module(x).floor(x)) & (x >= (-np.inf if self.lower_bound is None else self.lower_bound))
+
+
+class _NonnegativeInteger(_Integer):
+    spec = "nonnegative_integer"
+    lower_bound = 0
+
+
+class _Simplex(Constraint):
+    """Vectors of nonnegative entries summing to 1 along the last dim (one check per vector:
+    ``event_dim = 1``). Reached from R^(K-1) by stick-breaking (transforms.py)."""
+
+    spec = "simplex"
+    event_dim = 1
+
+    def check(self, value):
+        xp = array_module(value)
+        x = xp.asarray(value)
+        return xp.all(x >= 0, axis=-1) & (xp.abs(x.sum(-1) - 1) < 1e-6)  # torch's tolerance
+
+
 class _Interval(Constraint):
     """The closed interval [lower_bound, upper_bound] (closed, as in torch)."""
 
@@ -111,19 +166,27 @@ class _Interval(Constraint):
 
 real = _Real()
 positive = _Positive()
+softplus_positive = _SoftplusPositive()
+nonnegative = _Nonnegative()
 boolean = _Boolean()
+integer = _Integer()
+nonnegative_integer = _NonnegativeInteger()
+simplex = _Simplex()
 unit_interval = _Interval(0.0, 1.0)  # also the support of a Bernoulli that accepts grey pixels
 interval = _Interval
 greater_than = _GreaterThan
+greater_than_eq = _GreaterThanEq
 
-_SPEC_PATTERN = re.compile(r"^(interval|greater_than)\((.*)\)$")
+_SPEC_PATTERN = re.compile(r"^(interval|greater_than|greater_than_eq)\((.*)\)$")
 
 
 def from_spec(spec):
     """Parse ``constraint.spec`` back into a Constraint (no eval: saved files are data)."""
     if not isinstance(spec, str):
         raise TypeError(f"a constraint spec is a string, got {type(spec).__name__}")
-    named = {"real": real, "positive": positive, "boolean": boolean, "unit_interval": unit_interval}
+    named = {c.spec: c for c in (real, positive, softplus_positive, nonnegative, boolean, integer,
+                                 nonnegative_integer, simplex)}
+    named["unit_interval"] = unit_interval
     if spec.strip() in named:
         return named[spec.strip()]
     match = _SPEC_PATTERN.match(spec.strip())
@@ -134,10 +197,10 @@ def from_spec(spec):
     kind = match.group(1) if match else None
     if kind == "interval" and bounds is not None and len(bounds) == 2:
         return interval(*bounds)
-    if kind == "greater_than" and bounds is not None and len(bounds) == 1:
-        return greater_than(bounds[0])
-    raise ValueError(f"unknown constraint spec {spec!r}; expected 'real', 'positive', 'boolean', "
-                     "'interval(lo, hi)' or 'greater_than(lo)'")
+    if kind in ("greater_than", "greater_than_eq") and bounds is not None and len(bounds) == 1:
+        return (greater_than if kind == "greater_than" else greater_than_eq)(bounds[0])
+    raise ValueError(f"unknown constraint spec {spec!r}; expected one of {sorted(named)}, "
+                     "'interval(lo, hi)', 'greater_than(lo)' or 'greater_than_eq(lo)'")
 
 
 # ------------------------------------------------------------------ transforms
@@ -161,6 +224,14 @@ class Transform:
     * ``log_abs_det_jacobian_vjp(u, x, grad)``: ``grad * d/du log |dx/du|``.
 
     A VJP may return the cotangent itself (where the derivative is 1): never modify its result in place.
+
+    Beyond elementwise. A transform with ``event_dim = 1`` (stick-breaking onto the simplex,
+    transforms.py) maps each vector of the last dim as a whole: ``forward_shape(u.shape)`` may
+    differ from ``u.shape``, log |det dx/du| has one number per vector (shape ``u.shape[:-1]``),
+    and so has the cotangent of ``log_abs_det_jacobian_vjp``. TransformedDistribution also
+    needs the inverse's VJP, ``inverse_vjp(u, x, grad_u)`` = ``grad_u`` du/dx (here, for an
+    elementwise map, ``grad_u / (dx/du)``), and, for a transform with arguments
+    (``param_names``, AffineTransform's loc and scale), their VJPs (transforms.py).
 
     The backward methods are handed ``x = forward(u)`` as well, already computed by the
     forward pass: each derivative here can be written in terms of x and so needs no
@@ -199,12 +270,23 @@ class Transform:
     """
 
     event_dim = 0
+    param_names = ()  # arguments a gradient can reach (AffineTransform's loc, scale)
 
     def __init__(self, codomain):
         self.codomain = codomain
 
     def __call__(self, u):
         return self.forward(u)
+
+    def forward_shape(self, shape):
+        return tuple(shape)
+
+    def inverse_shape(self, shape):
+        return tuple(shape)
+
+    def inverse_vjp(self, u, x, grad_u):
+        # u = inverse(x): du/dx = 1 / (dx/du), elementwise; dx/du is vjp with a cotangent of ones
+        return grad_u / self.vjp(u, x, array_module(u).ones_like(u))
 
     def __repr__(self):
         return f"{type(self).__name__}(codomain={self.codomain!r})"
@@ -253,7 +335,8 @@ class ExpTransform(Transform):
     """
 
     def __init__(self, lower_bound=0.0, codomain=None):
-        super().__init__(codomain if codomain is not None else greater_than(lower_bound))
+        default = positive if float(lower_bound) == 0.0 else greater_than(lower_bound)
+        super().__init__(codomain if codomain is not None else default)
         self.lower_bound = float(lower_bound)
 
     def forward(self, u):
@@ -335,6 +418,18 @@ class SigmoidAffineTransform(Transform):
         return grad * ((self.upper_bound + self.lower_bound - 2.0 * x) / self.width)
 
 
+_BIJECTIONS = {}  # constraint class -> factory(constraint), added by register_bijection
+
+
+def register_bijection(constraint_class):
+    """Decorate ``factory(constraint) -> Transform`` as biject_to's answer for ``constraint_class``
+    (torch's ``biject_to.register``); transforms.py registers softplus_positive and simplex."""
+    def decorate(factory):
+        _BIJECTIONS[constraint_class] = factory
+        return factory
+    return decorate
+
+
 def biject_to(constraint):
     """The Transform that maps R onto ``constraint`` (Pyro's ``biject_to``).
 
@@ -349,6 +444,9 @@ def biject_to(constraint):
     """
     if not isinstance(constraint, Constraint):
         raise TypeError(f"biject_to expects a Constraint, got {type(constraint).__name__}")
+    registered = next((_BIJECTIONS[c] for c in type(constraint).__mro__ if c in _BIJECTIONS), None)
+    if registered is not None:
+        return registered(constraint)
     if isinstance(constraint, _Real):
         return IdentityTransform()
     if isinstance(constraint, _Positive):
