@@ -94,7 +94,7 @@ def test_param_names_shapes_and_initial_values():
                                           for site in ("offset", "sigma", "tau", "w"))
     assert store["AutoNormal.locs.offset"].shape == (8,) and store["AutoNormal.locs.w"].shape == (2,)
     np.testing.assert_allclose(store["AutoNormal.scales.w"], 0.1)
-    assert store.get_constraint("AutoNormal.scales.w") == constraints.positive
+    assert store.get_constraint("AutoNormal.scales.w") == constraints.softplus_positive
     # init_to_feasible: u = 0, i.e. the interval's midpoint and exp(0) = 1
     assert float(guide.median()["sigma"]) == pytest.approx(5.0) and float(guide.median()["tau"]) == 1.0
     tr = handlers.trace(guide).get_trace(DATA, TARGETS)

@@ -211,6 +211,53 @@ def gumbel_case(rng):
                 rng.standard_normal((4, 3, 2)), ("value", "loc", "scale"))
 
 
+def gamma_case(rng):
+    # concentration (3, 1) on both sides of 1 and rate (2,): batch (3, 2), gradients summed back
+    return Case(lambda concentration, rate: dist.Gamma(concentration, rate),
+                {"concentration": np.array([[0.4], [1.7], [6.0]]), "rate": positive(rng, 2)},
+                positive(rng, 4, 3, 2), ("value", "concentration", "rate"))
+
+
+def beta_case(rng):
+    return Case(lambda concentration1, concentration0: dist.Beta(concentration1, concentration0),
+                {"concentration1": np.array([[0.6], [2.5], [9.0]]), "concentration0": 2 * positive(rng, 2)},
+                rng.uniform(0.1, 0.9, (4, 3, 2)), ("value", "concentration1", "concentration0"))
+
+
+def lower_cholesky(rng, *batch, d=3):
+    return np.tril(0.4 * rng.standard_normal(batch + (d, d)), -1) + np.eye(d) * positive(rng, *batch, d)[..., None]
+
+
+def mvn_scale_tril_case(rng):
+    # loc (2, 1, 3) and scale_tril (4, 3, 3) broadcast to batch (2, 4). validate_args=False: the finite
+    # differences move the upper triangle too, which MultivariateNormal never reads (its gradient is 0)
+    return Case(lambda loc, scale_tril: dist.MultivariateNormal(loc, scale_tril=scale_tril, validate_args=False),
+                {"loc": rng.standard_normal((2, 1, 3)), "scale_tril": lower_cholesky(rng, 4)},
+                rng.standard_normal((5, 2, 4, 3)), ("value", "loc", "scale_tril"))
+
+
+def mvn_covariance_case(rng):
+    L = lower_cholesky(rng)
+    return Case(lambda loc, covariance_matrix: dist.MultivariateNormal(loc, covariance_matrix=covariance_matrix),
+                {"loc": rng.standard_normal((2, 3)), "covariance_matrix": L @ L.T},
+                rng.standard_normal((4, 2, 3)), ("value", "loc", "covariance_matrix"))
+
+
+def mvn_precision_case(rng):
+    L = lower_cholesky(rng, 2)
+    return Case(lambda loc, precision_matrix: dist.MultivariateNormal(loc, precision_matrix=precision_matrix),
+                {"loc": rng.standard_normal(3), "precision_matrix": L @ np.swapaxes(L, -1, -2)},
+                rng.standard_normal((4, 2, 3)), ("value", "loc", "precision_matrix"))
+
+
+def low_rank_mvn_case(rng):
+    # loc (2, 1, 3), cov_factor (4, 3, 2) (rank 2) and cov_diag (3,) broadcast to batch (2, 4)
+    return Case(lambda loc, cov_factor, cov_diag: dist.LowRankMultivariateNormal(loc, cov_factor, cov_diag),
+                {"loc": rng.standard_normal((2, 1, 3)), "cov_factor": rng.standard_normal((4, 3, 2)),
+                 "cov_diag": positive(rng, 3)},
+                rng.standard_normal((5, 2, 4, 3)), ("value", "loc", "cov_factor", "cov_diag"))
+
+
 def transformed_case(rng):
     # Normal (3, 1) pushed through an affine map whose loc and scale are arguments too, then exp
     def make(**a):
@@ -230,6 +277,8 @@ CASES = {
     "HalfNormal": half_normal_case,
     "HalfCauchy": half_cauchy_case,
     "Gumbel": gumbel_case,
+    "Gamma": gamma_case,
+    "Beta": beta_case,
     "Bernoulli(probs)": bernoulli_probs_case,
     "Bernoulli(logits)": bernoulli_logits_case,
     "Categorical(probs)": categorical_probs_case,
@@ -246,6 +295,10 @@ CASES = {
     "Independent": independent_case,
     "MaskedDistribution": masked_case,
     "TransformedDistribution": transformed_case,
+    "MultivariateNormal(scale_tril)": mvn_scale_tril_case,
+    "MultivariateNormal(covariance_matrix)": mvn_covariance_case,
+    "MultivariateNormal(precision_matrix)": mvn_precision_case,
+    "LowRankMultivariateNormal": low_rank_mvn_case,
     "Exponential (Distribution's docstring)": example_case,
 }
 
@@ -541,6 +594,8 @@ def test_every_transform_in_constraints_is_reached_by_biject_to():
 @pytest.mark.parametrize("name, make", transform_makers(), ids=[n for n, _ in transform_makers()])
 def test_transform_contract(name, make):
     t, constraint = make()
+    if t.event_dim == 2:  # a map of whole square matrices (lower_cholesky): its own check
+        return assert_matrix_transform_contract(t, constraint)
     if t.event_dim:  # a map of whole vectors (stick-breaking): its own check
         return assert_vector_transform_contract(t, constraint)
     assert t.codomain == constraint and t.event_dim == 0
@@ -576,3 +631,28 @@ def assert_vector_transform_contract(t, constraint):
     check_vjp(t.forward, {"u": u}, lambda g, u: {"u": t.vjp(u, t.forward(u), g)})
     check_vjp(lambda u: t.log_abs_det_jacobian(u, t.forward(u)), {"u": u},
               lambda g, u: {"u": t.log_abs_det_jacobian_vjp(u, t.forward(u), g)})
+
+
+def assert_matrix_transform_contract(t, constraint):
+    """event_dim 2, square matrices onto lower-triangular ones (the upper triangle of u is not read):
+    round trip on lower-triangular u, log |det J| against the finite-difference Jacobian on the
+    lower-triangle coordinates, and the VJPs (the inverse's too) against finite differences."""
+    assert t.codomain == constraint and t.event_dim == 2
+    u = np.tril(np.random.default_rng(0).standard_normal((2, 3, 3)))
+    x = t(u)
+    assert x.shape == t.forward_shape(u.shape) == u.shape and np.all(constraint.check(x))
+    np.testing.assert_allclose(t.inverse(x), u, rtol=1e-9, atol=1e-12)
+    log_det = t.log_abs_det_jacobian(u, x)
+    assert log_det.shape == u.shape[:-2]
+    rows, cols = np.tril_indices(3)
+    for k in range(u.shape[0]):
+        def coords(s, j):
+            moved = u[k].copy()
+            moved[rows[j], cols[j]] += s
+            return t.forward(moved)[rows, cols]
+        jac = np.stack([directional_derivative(lambda s: coords(s, j)) for j in range(len(rows))], axis=1)
+        np.testing.assert_allclose(log_det[k], np.linalg.slogdet(jac)[1], rtol=1e-8, atol=1e-8)
+    check_vjp(t.forward, {"u": u}, lambda g, u: {"u": t.vjp(u, t.forward(u), g)})
+    check_vjp(lambda u: t.log_abs_det_jacobian(u, t.forward(u)), {"u": u},
+              lambda g, u: {"u": t.log_abs_det_jacobian_vjp(u, t.forward(u), g)})
+    check_vjp(t.inverse, {"x": x}, lambda g, x: {"x": t.inverse_vjp(t.inverse(x), x, g)})

@@ -12,10 +12,12 @@ from .counts import Geometric, Poisson
 from .delta import Delta
 from .distribution import Distribution, Independent, MaskedDistribution
 from .exponential import Exponential, Laplace
+from .gamma import Beta, Gamma
 from .gumbel import Gumbel
 from .half import HalfCauchy, HalfNormal
 from .kl import kl_divergence, kl_divergence_vjp
 from .lognormal import LogNormal
+from .multivariate_normal import LowRankMultivariateNormal, MultivariateNormal
 from .normal import Normal
 from .one_hot_categorical import OneHotCategorical
 from .transformed import TransformedDistribution
@@ -23,6 +25,7 @@ from .uniform import Uniform
 
 __all__ = [
     "Bernoulli",
+    "Beta",
     "Binomial",
     "Categorical",
     "Cauchy",
@@ -30,6 +33,7 @@ __all__ = [
     "Distribution",
     "Exponential",
     "Geometric",
+    "Gamma",
     "Gumbel",
     "HalfCauchy",
     "HalfNormal",
@@ -37,6 +41,8 @@ __all__ = [
     "Laplace",
     "LogNormal",
     "MaskedDistribution",
+    "LowRankMultivariateNormal",
+    "MultivariateNormal",
     "Normal",
     "TransformedDistribution",
     "OneHotCategorical",

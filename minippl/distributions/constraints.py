@@ -145,6 +145,20 @@ class _Simplex(Constraint):
         return xp.all(x >= 0, axis=-1) & (xp.abs(x.sum(-1) - 1) < 1e-6)  # torch's tolerance
 
 
+class _LowerCholesky(Constraint):
+    """Lower-triangular square matrices with a positive diagonal, a Cholesky factor (one check per
+    matrix: ``event_dim = 2``). Reached from square matrices by LowerCholeskyTransform (transforms.py)."""
+
+    spec = "lower_cholesky"
+    event_dim = 2
+
+    def check(self, value):
+        xp = array_module(value)
+        x = xp.asarray(value)
+        lower = xp.all((xp.tril(x) == x).reshape(x.shape[:-2] + (-1,)), axis=-1)  # NaN fails too
+        return lower & xp.all(xp.diagonal(x, axis1=-2, axis2=-1) > 0, axis=-1)
+
+
 class _Interval(Constraint):
     """The closed interval [lower_bound, upper_bound] (closed, as in torch)."""
 
@@ -172,6 +186,7 @@ boolean = _Boolean()
 integer = _Integer()
 nonnegative_integer = _NonnegativeInteger()
 simplex = _Simplex()
+lower_cholesky = _LowerCholesky()
 unit_interval = _Interval(0.0, 1.0)  # also the support of a Bernoulli that accepts grey pixels
 interval = _Interval
 greater_than = _GreaterThan
@@ -185,7 +200,7 @@ def from_spec(spec):
     if not isinstance(spec, str):
         raise TypeError(f"a constraint spec is a string, got {type(spec).__name__}")
     named = {c.spec: c for c in (real, positive, softplus_positive, nonnegative, boolean, integer,
-                                 nonnegative_integer, simplex)}
+                                 nonnegative_integer, simplex, lower_cholesky)}
     named["unit_interval"] = unit_interval
     if spec.strip() in named:
         return named[spec.strip()]

@@ -4,14 +4,17 @@ Teaches: where KL(p || q) has a formula, an ELBO can use it instead of the Monte
 Carlo estimate log p(z) - log q(z) (TraceMeanField_ELBO does), trading noise for
 exactness. Closed forms here: Normal/Normal, LogNormal/LogNormal (the Normal's: KL is
 unchanged by the bijection exp, applied to both), Exponential/Exponential and
-Laplace/Laplace, each with its gradients. Builds on normal.py, lognormal.py,
-exponential.py and on Independent from distribution.py.
+Laplace/Laplace, Gamma/Gamma and Beta/Beta (digamma and trigamma), and
+MultivariateNormal/MultivariateNormal (triangular solves), each with its gradients. Builds on
+the distributions it pairs and on Independent from distribution.py.
 """
 from .. import backend
 from ..backend import array_module, broadcast_shapes, unsum_last
 from .distribution import Independent, grad_like, promote
 from .exponential import Exponential, Laplace
+from .gamma import Beta, Gamma, _special, digamma
 from .lognormal import LogNormal
+from .multivariate_normal import MultivariateNormal, solve_tril
 from .normal import Normal
 
 
@@ -153,6 +156,102 @@ def _kl_laplace_laplace_vjp(p, q, grad, wrt_p, wrt_q):
     return grads_p, grads_q
 
 
+# ---------------------------------------------------------------- MultivariateNormal
+def _mvn_parts(p, q, *more):
+    """With Lp, Lq the Cholesky factors: M = Lq^{-1} Lp and z = Lq^{-1} (mp - mq), two triangular solves."""
+    xp, _, (mp, Lp, mq, Lq, *more) = promote(p.loc, p.scale_tril, q.loc, q.scale_tril, *more)
+    Lp, Lq = xp.tril(Lp), xp.tril(Lq)
+    M = solve_tril(Lq, Lp)
+    z = solve_tril(Lq, (mp - mq)[..., None])[..., 0]
+    return xp, Lp, Lq, M, z, more
+
+
+def _kl_mvn_mvn(p, q):
+    # KL = (tr(Sq^{-1} Sp) + (mq - mp)^T Sq^{-1} (mq - mp) - d + log det Sq - log det Sp) / 2
+    #    = |M|_F^2 / 2 + |z|^2 / 2 - d / 2 + sum_i log Lq_ii - sum_i log Lp_ii
+    xp, Lp, Lq, M, z, _ = _mvn_parts(p, q)
+    log_diag = lambda L: xp.log(xp.diagonal(L, axis1=-2, axis2=-1)).sum(-1)  # noqa: E731
+    return 0.5 * ((M * M).sum((-2, -1)) + (z * z).sum(-1) - Lp.shape[-1]) + log_diag(Lq) - log_diag(Lp)
+
+
+def _kl_mvn_mvn_vjp(p, q, grad, wrt_p, wrt_q):
+    xp, Lp, Lq, M, z, (g,) = _mvn_parts(p, q, grad)
+
+    def inv_diag(L):  # diag(1 / L_ii): row i of the identity over L_ii
+        return xp.eye(L.shape[-1], dtype=L.dtype) / xp.diagonal(L, axis1=-2, axis2=-1)[..., None]
+
+    grads_p, grads_q = {}, {}
+    if "loc" in wrt_p or "loc" in wrt_q:
+        a = g[..., None] * solve_tril(Lq, z[..., None], transpose=True)[..., 0]  # d/dmp KL = Lq^{-T} z
+        if "loc" in wrt_p:
+            grads_p["loc"] = grad_like(a, p.loc)
+        if "loc" in wrt_q:  # d/dmq KL = -Lq^{-T} z
+            grads_q["loc"] = grad_like(-a, q.loc)
+    g = g[..., None, None]
+    if p.arg_names[1] in wrt_p:  # d/dLp KL = tril(Lq^{-T} M) - diag(1 / Lp_ii)
+        grads_p.update(p.matrix_vjp(g * (solve_tril(Lq, M, transpose=True) - inv_diag(Lp))))
+    if q.arg_names[1] in wrt_q:
+        # dM = -Lq^{-1} dLq M and dz = -Lq^{-1} dLq z, so
+        # d/dLq KL = tril(-Lq^{-T} (M M^T + z z^T)) + diag(1 / Lq_ii)
+        outer = M @ xp.swapaxes(M, -1, -2) + z[..., :, None] * z[..., None, :]
+        grads_q.update(q.matrix_vjp(g * (inv_diag(Lq) - solve_tril(Lq, outer, transpose=True))))
+    return grads_p, grads_q
+
+
+# ---------------------------------------------------------------- Gamma, Beta
+def _trigamma(x):
+    return _special("polygamma", 1, x)  # psi'(x) = d/dx digamma(x)
+
+
+def _kl_gamma_gamma(p, q):
+    xp, _, (ap, rp, aq, rq) = promote(p.concentration, p.rate, q.concentration, q.rate)
+    # KL = (ap - aq) psi(ap) - lgamma(ap) + lgamma(aq) + aq log(rp / rq) + ap (rq - rp) / rp
+    return ((ap - aq) * digamma(ap) - _special("gammaln", ap) + _special("gammaln", aq)
+            + aq * xp.log(rp / rq) + ap * (rq - rp) / rp)
+
+
+def _kl_gamma_gamma_vjp(p, q, grad, wrt_p, wrt_q):
+    xp, _, (ap, rp, aq, rq, g) = promote(p.concentration, p.rate, q.concentration, q.rate, grad)
+    grads_p, grads_q = {}, {}
+    if "concentration" in wrt_p:  # d/dap KL = (ap - aq) psi'(ap) + rq / rp - 1
+        grads_p["concentration"] = grad_like(g * ((ap - aq) * _trigamma(ap) + rq / rp - 1), p.concentration)
+    if "rate" in wrt_p:  # d/drp KL = aq / rp - ap rq / rp^2
+        grads_p["rate"] = grad_like(g * (aq - ap * rq / rp) / rp, p.rate)
+    if "concentration" in wrt_q:  # d/daq KL = psi(aq) - psi(ap) + log(rp / rq)
+        grads_q["concentration"] = grad_like(g * (digamma(aq) - digamma(ap) + xp.log(rp / rq)), q.concentration)
+    if "rate" in wrt_q:  # d/drq KL = ap / rp - aq / rq
+        grads_q["rate"] = grad_like(g * (ap / rp - aq / rq), q.rate)
+    return grads_p, grads_q
+
+
+def _beta_args(p, q, *more):
+    return promote(p.concentration1, p.concentration0, q.concentration1, q.concentration0, *more)[2]
+
+
+def _kl_beta_beta(p, q):
+    a1, b1, a2, b2 = _beta_args(p, q)
+    # KL = log B(a2, b2) - log B(a1, b1) + (a1 - a2) psi(a1) + (b1 - b2) psi(b1) + (a2 - a1 + b2 - b1) psi(a1 + b1)
+    return (_special("betaln", a2, b2) - _special("betaln", a1, b1) + (a1 - a2) * digamma(a1)
+            + (b1 - b2) * digamma(b1) + (a2 - a1 + b2 - b1) * digamma(a1 + b1))
+
+
+def _kl_beta_beta_vjp(p, q, grad, wrt_p, wrt_q):
+    a1, b1, a2, b2, g = _beta_args(p, q, grad)
+    grads_p, grads_q = {}, {}
+    rest = (a2 - a1 + b2 - b1) * _trigamma(a1 + b1)
+    if "concentration1" in wrt_p:  # d/da1 KL = (a1 - a2) psi'(a1) + (a2 - a1 + b2 - b1) psi'(a1 + b1)
+        grads_p["concentration1"] = grad_like(g * ((a1 - a2) * _trigamma(a1) + rest), p.concentration1)
+    if "concentration0" in wrt_p:  # d/db1 KL = (b1 - b2) psi'(b1) + (a2 - a1 + b2 - b1) psi'(a1 + b1)
+        grads_p["concentration0"] = grad_like(g * ((b1 - b2) * _trigamma(b1) + rest), p.concentration0)
+    if wrt_q:
+        shift = digamma(a1 + b1) - digamma(a2 + b2)  # d/da2 log B(a2, b2) = psi(a2) - psi(a2 + b2)
+    if "concentration1" in wrt_q:  # d/da2 KL = psi(a2) - psi(a2 + b2) - psi(a1) + psi(a1 + b1)
+        grads_q["concentration1"] = grad_like(g * (digamma(a2) - digamma(a1) + shift), q.concentration1)
+    if "concentration0" in wrt_q:  # d/db2 KL = psi(b2) - psi(a2 + b2) - psi(b1) + psi(a1 + b1)
+        grads_q["concentration0"] = grad_like(g * (digamma(b2) - digamma(b1) + shift), q.concentration0)
+    return grads_p, grads_q
+
+
 # (type of p, type of q) -> (kl, its vjp); torch calls this table register_kl.
 # LogNormal/LogNormal is Normal/Normal on (loc, scale): KL is invariant under z -> exp(z).
 _CLOSED_FORMS = {
@@ -160,4 +259,7 @@ _CLOSED_FORMS = {
     (LogNormal, LogNormal): (_kl_normal_normal, _kl_normal_normal_vjp),
     (Exponential, Exponential): (_kl_exponential_exponential, _kl_exponential_exponential_vjp),
     (Laplace, Laplace): (_kl_laplace_laplace, _kl_laplace_laplace_vjp),
+    (Gamma, Gamma): (_kl_gamma_gamma, _kl_gamma_gamma_vjp),
+    (Beta, Beta): (_kl_beta_beta, _kl_beta_beta_vjp),
+    (MultivariateNormal, MultivariateNormal): (_kl_mvn_mvn, _kl_mvn_mvn_vjp),
 }

@@ -1,4 +1,5 @@
-"""Automatic guides: AutoNormal (mean-field Normal in unconstrained space) and AutoDelta (MAP).
+"""Automatic guides: AutoNormal (mean-field Normal in unconstrained space), AutoDelta (MAP), and
+AutoDiagonalNormal and AutoMultivariateNormal (one Normal over all latent sites, packed in a vector).
 
 Teaches: a guide built by reading the model (one blocked *prototype* run lists the latent sites,
 shapes, plates, supports), and the change of variables x = T(u), log q(x) = log q(u) - log|dx/du|,
@@ -12,6 +13,7 @@ import numpy as np
 from .. import backend, runtime
 from ..distributions import constraints
 from ..distributions.delta import Delta
+from ..distributions.multivariate_normal import MultivariateNormal
 from ..distributions.normal import Normal
 from ..handlers import block, seed, trace
 from ..nn.module import Module
@@ -240,11 +242,21 @@ class AutoGuide:
         raise NotImplementedError
 
 
+def _standard_normal_quantiles(quantiles):
+    """z_q with P(Z <= z_q) = q for a standard Normal Z, for each q strictly inside (0, 1)."""
+    qs = [float(q) for q in np.atleast_1d(quantiles)]
+    if not all(0.0 < q < 1.0 for q in qs):
+        raise ValueError(f"quantiles must lie strictly between 0 and 1, got {qs}")
+    return [statistics.NormalDist().inv_cdf(q) for q in qs]
+
+
 class AutoNormal(AutoGuide):
     """Pyro's AutoNormal: each latent site is T(u), u ~ Normal(loc, scale) independently per element.
 
     T = biject_to(site support); params "AutoNormal.locs.<site>" (real) and
-    "AutoNormal.scales.<site>" (positive, starting at ``init_scale``). The auxiliary site
+    "AutoNormal.scales.<site>" (positive, starting at ``init_scale``; ``softplus_positive``, as in
+    Pyro: a store saved when it was ``positive``, i.e. exp, keeps that constraint per param and
+    loads and trains as before). The auxiliary site
     "<site>_unconstrained" carries log q(u); the model's site gets
     ``Delta(T(u), log_density=-log|dT/du|)``, so together they score log q of the value.
 
@@ -262,7 +274,7 @@ class AutoNormal(AutoGuide):
     >>> minippl.clear_param_store()
     """
 
-    scale_constraint = constraints.positive
+    scale_constraint = constraints.softplus_positive  # Pyro's; exp (constraints.positive) before
 
     def __init__(self, model, *, init_loc_fn=init_to_feasible, init_scale=0.1, create_plates=None):
         if not (isinstance(init_scale, float) and init_scale > 0):
@@ -297,10 +309,7 @@ class AutoNormal(AutoGuide):
     def quantiles(self, quantiles, *args, **kwargs):
         """``{site: array of shape (len(quantiles),) + site shape}``: T(loc + scale * z_q) for each q."""
         self._require_prototype(args, kwargs, "quantiles")
-        qs = [float(q) for q in np.atleast_1d(quantiles)]
-        if not all(0.0 < q < 1.0 for q in qs):
-            raise ValueError(f"quantiles must lie strictly between 0 and 1, got {qs}")
-        normal_quantiles = [statistics.NormalDist().inv_cdf(q) for q in qs]
+        normal_quantiles = _standard_normal_quantiles(quantiles)
         store, result = get_param_store(), {}
         for site in self._sites:
             loc = store[f"{self.prefix}.locs.{site.name}"]
@@ -339,5 +348,129 @@ class AutoDelta(AutoGuide):
         return {site.name: np.array(store[f"{self.prefix}.{site.name}"], copy=True) for site in self._sites}
 
 
-__all__ = ["AutoDelta", "AutoGuide", "AutoNormal", "init_to_feasible", "init_to_mean", "init_to_median",
-           "init_to_sample", "init_to_value"]
+class AutoDiagonalNormal(AutoGuide):
+    """Pyro's AutoDiagonalNormal (an AutoContinuous): one Normal over all latent sites at once.
+
+    Each site's unconstrained value is flattened and the pieces concatenated, in the model's
+    order, into one vector u of length ``latent_dim``; u ~ Normal(loc, scale).to_event(1) is the
+    auxiliary site "_AutoDiagonalNormal_latent" (params "AutoDiagonalNormal.loc" and
+    "AutoDiagonalNormal.scale", softplus_positive, starting at ``init_scale``). Each site gets
+    its slice of u, reshaped, through AutoNormal's ToConstrained: ``Delta(T(u_s), -log|dT/du_s|)``.
+    Slicing and reshaping a traced u are recorded NumPy operations, so no VJP is new here.
+    The latent dimension is fixed, so a plate that subsamples a latent site is refused.
+    """
+
+    scale_constraint = constraints.softplus_positive
+
+    def __init__(self, model, init_loc_fn=init_to_median, init_scale=0.1):
+        if not (isinstance(init_scale, float) and init_scale > 0):
+            raise ValueError(f"AutoDiagonalNormal: init_scale must be a positive float, got {init_scale!r}")
+        super().__init__(model)
+        self.init_loc_fn, self.init_scale = init_loc_fn, init_scale
+
+    def _params_of(self, site):
+        return []  # the two params cover every site: made in _setup_prototype
+
+    def _setup_prototype(self, *args, **kwargs):
+        super()._setup_prototype(*args, **kwargs)
+        inits = [np.asarray(site.transform.inverse(site.init_value)) for site in self._sites]
+        self._shapes = [init.shape for init in inits]
+        self.latent_dim = sum(init.size for init in inits)
+        subsampled = [(site.name, frame.name) for site in self._sites
+                      for frame in self.prototype_trace.nodes[site.name]["cond_indep_stack"]
+                      if frame.full_size != frame.size]
+        if subsampled or not self.latent_dim:
+            self.prototype_trace, self._sites = None, []  # a later call fails the same way
+        if subsampled:
+            site_name, plate_name = subsampled[0]
+            raise ValueError(f"{self.prefix}: sample site '{site_name}' is in plate '{plate_name}', which subsamples, "
+                             f"so its number of values changes with the data; {self.prefix} (like Pyro's "
+                             f"AutoContinuous) needs a fixed latent dimension. Use AutoNormal or AutoDelta for "
+                             f"subsampled local latents.")
+        if not self.latent_dim:
+            raise RuntimeError(f"{self.prefix} found no latent variables; use an empty guide instead")
+        loc = np.concatenate([init.reshape(-1) for init in inits])
+        store = get_param_store()
+        for name, init, constraint in self._latent_params(loc):
+            if backend.shape_of(store.setdefault(name, init, constraint)) != init.shape:
+                raise ValueError(f"param '{name}' in the store has shape {backend.shape_of(store[name])}, but the "
+                                 f"model has {self.latent_dim} unconstrained latent values: clear the param store")
+
+    def _latent_params(self, loc):
+        """``[(param name, initial constrained value, constraint)]`` of the packed latent's distribution."""
+        return [(f"{self.prefix}.loc", loc, constraints.real),
+                (f"{self.prefix}.scale", np.full_like(loc, self.init_scale), self.scale_constraint)]
+
+    def _loc_scale(self):
+        """Plain ``(loc, marginal sd)`` of the packed latent, for median and quantiles."""
+        store = get_param_store()
+        return store[f"{self.prefix}.loc"], store[f"{self.prefix}.scale"]
+
+    def _unpack_latent(self, latent):
+        """Yield ``(site, its unconstrained value)``: the site's slice of the last dim, reshaped
+        (leading dims of ``latent``, e.g. one per quantile, are kept)."""
+        position = 0
+        for site, shape in zip(self._sites, self._shapes):
+            size = int(np.prod(shape, dtype=np.int64))
+            yield site, latent[..., position:position + size].reshape(tuple(latent.shape[:-1]) + shape)
+            position += size
+
+    def get_posterior(self, *args, **kwargs):
+        """``Normal(loc, scale).to_event(1)`` over the packed unconstrained latent, current params."""
+        self._require_prototype(args, kwargs, "get_posterior")
+        return Normal(param(f"{self.prefix}.loc"), param(f"{self.prefix}.scale")).to_event(1)
+
+    def sample_latent(self, *args, **kwargs):
+        """A draw of the packed unconstrained latent: the auxiliary site "_AutoDiagonalNormal_latent"."""
+        return sample(f"_{self.prefix}_latent", self.get_posterior(*args, **kwargs), infer={"is_auxiliary": True})
+
+    def forward(self, *args, **kwargs):
+        latent = self.sample_latent()
+        indices, result = {}, {}
+        for site, u in self._unpack_latent(latent):
+            value, log_density = (u, 0.0) if site.is_real else site.constrain(u)
+            with self._plates(site, indices):
+                result[site.name] = sample(site.name, Delta(value, log_density=log_density, event_dim=site.event_dim))
+        return result
+
+    def median(self, *args, **kwargs):
+        """``{site: T(its slice of loc)}`` (T is monotone, so the median maps to the median)."""
+        self._require_prototype(args, kwargs, "median")
+        loc, _ = self._loc_scale()
+        return {site.name: np.array(site.transform.forward(u), copy=True) for site, u in self._unpack_latent(loc)}
+
+    def quantiles(self, quantiles, *args, **kwargs):
+        """``{site: array of shape (len(quantiles),) + site shape}``: T of loc + scale * z_q, sliced."""
+        self._require_prototype(args, kwargs, "quantiles")
+        loc, scale = self._loc_scale()
+        z = np.asarray(_standard_normal_quantiles(quantiles), dtype=loc.dtype)[:, None]  # (Q, 1) against (D,)
+        latents = loc + scale * z
+        return {site.name: site.transform.forward(u) for site, u in self._unpack_latent(latents)}
+
+
+
+class AutoMultivariateNormal(AutoDiagonalNormal):
+    """Pyro's AutoMultivariateNormal: AutoDiagonalNormal with a full covariance, so the packed
+    latent is ``MultivariateNormal(loc, scale_tril=L)``; params "AutoMultivariateNormal.loc" and
+    "AutoMultivariateNormal.scale_tril" (``lower_cholesky``: exp on the diagonal, where Pyro's is
+    softplus_lower_cholesky), L starting at ``init_scale`` times the identity. Quantiles use the
+    marginal sds, the row norms of L."""
+
+    def _latent_params(self, loc):
+        return [(f"{self.prefix}.loc", loc, constraints.real),
+                (f"{self.prefix}.scale_tril", self.init_scale * np.eye(loc.size, dtype=loc.dtype),
+                 constraints.lower_cholesky)]
+
+    def _loc_scale(self):
+        store = get_param_store()
+        scale_tril = store[f"{self.prefix}.scale_tril"]
+        return store[f"{self.prefix}.loc"], np.sqrt(np.square(scale_tril).sum(-1))
+
+    def get_posterior(self, *args, **kwargs):
+        """``MultivariateNormal(loc, scale_tril=L)`` over the packed unconstrained latent, current params."""
+        self._require_prototype(args, kwargs, "get_posterior")
+        return MultivariateNormal(param(f"{self.prefix}.loc"), scale_tril=param(f"{self.prefix}.scale_tril"))
+
+
+__all__ = ["AutoDelta", "AutoDiagonalNormal", "AutoGuide", "AutoMultivariateNormal", "AutoNormal", "init_to_feasible",
+           "init_to_mean", "init_to_median", "init_to_sample", "init_to_value"]
