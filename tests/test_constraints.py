@@ -13,6 +13,7 @@ CONTINUOUS = [
     constraints.unit_interval,
     constraints.interval(-2.0, 5.0),
     constraints.greater_than(2.0),
+    constraints.less_than(0.5),
 ]
 IDS = [c.spec for c in CONTINUOUS]
 
@@ -94,7 +95,7 @@ def test_identity_returns_the_same_object():
 def test_extreme_inputs_give_no_nan(constraint, dtype):
     transform = constraints.biject_to(constraint)
     u = np.array([-1e30, -1e4, -800.0, -50.0, 0.0, 50.0, 800.0, 1e4, 1e30]).astype(dtype)
-    if isinstance(constraints.biject_to(constraint), constraints.ExpTransform):
+    if isinstance(transform, (constraints.ExpTransform, constraints.LessThanTransform)):
         u = u[u <= 50]  # exp overflows to inf beyond that; inf, not NaN, is the right answer there
     with np.errstate(over="raise", invalid="raise", divide="raise"):
         x = transform.forward(u)
@@ -175,7 +176,8 @@ def test_equality_and_hash():
 
 
 NEW = [constraints.nonnegative, constraints.softplus_positive, constraints.greater_than_eq(-1.5),
-       constraints.simplex, constraints.integer, constraints.nonnegative_integer, constraints.boolean]
+       constraints.simplex, constraints.integer, constraints.nonnegative_integer, constraints.boolean,
+       constraints.less_than(-2.5), constraints.positive_definite]
 
 
 @pytest.mark.parametrize("constraint", NEW, ids=[c.spec for c in NEW])
@@ -206,3 +208,22 @@ def test_softplus_and_stick_breaking_extremes_give_no_nan(dtype):
                        t.log_abs_det_jacobian_vjp(point, x, np.ones(x.shape[:x.ndim - t.event_dim], dtype))]
         assert all(np.isfinite(r).all() and r.dtype == dtype for r in results), (constraint, results)
         assert np.all(constraint.check(x))
+
+
+def test_less_than_and_positive_definite():
+    t, u = constraints.biject_to(constraints.less_than(-1.0)), np.array([-2.0, 0.0, 1.5])
+    np.testing.assert_allclose(t.forward(u), -1.0 - np.exp(u), rtol=1e-15)  # Pyro's upper_bound - exp(u)
+    np.testing.assert_allclose(t.log_abs_det_jacobian(u, t.forward(u)), u)
+    np.testing.assert_array_equal(constraints.less_than(0.5).check(np.array([-1.0, 0.5, 1.0, np.nan])), [1, 0, 0, 0])
+    assert constraints.less_than(0.5) != constraints.greater_than(0.5)
+    matrices = np.array([[[2.0, 1.0], [1.0, 2.0]],      # positive definite
+                         [[1.0, 2.0], [2.0, 1.0]],      # symmetric, eigenvalue -1
+                         [[2.0, 1.0], [0.0, 2.0]],      # not symmetric
+                         [[np.nan, 0.0], [0.0, 1.0]],   # NaN
+                         [[0.0, 0.0], [0.0, 1.0]]])     # semi-definite only
+    pd = constraints.positive_definite
+    assert pd.event_dim == 2
+    np.testing.assert_array_equal(pd.check(matrices), [1, 0, 0, 0, 0])  # one answer per matrix
+    assert pd.check(np.eye(3)).shape == () and not pd.check(np.ones((2, 3))).any()
+    with pytest.raises(NotImplementedError, match="lower_cholesky"):
+        constraints.biject_to(pd)

@@ -224,6 +224,30 @@ def beta_case(rng):
                 rng.uniform(0.1, 0.9, (4, 3, 2)), ("value", "concentration1", "concentration0"))
 
 
+def dirichlet_case(rng):
+    # concentration (2, 3): batch (2,), event (3,); values (4, 2, 3) on the simplex, away from its edges
+    return Case(lambda concentration: dist.Dirichlet(concentration),
+                {"concentration": np.array([[0.5, 1.5, 4.0], [2.0, 0.8, 3.0]])},
+                rng.dirichlet([3.0, 3.0, 3.0], (4, 2)), ("value", "concentration"))
+
+
+def chi2_case(rng):
+    return Case(lambda df: dist.Chi2(df), {"df": np.array([0.8, 3.0, 12.0])}, positive(rng, 4, 3), ("value", "df"))
+
+
+def inverse_gamma_case(rng):
+    return Case(lambda concentration, rate: dist.InverseGamma(concentration, rate),
+                {"concentration": np.array([[0.4], [1.7], [6.0]]), "rate": positive(rng, 2)},
+                positive(rng, 4, 3, 2), ("value", "concentration", "rate"))
+
+
+def student_t_case(rng):
+    # df (3, 1), loc (2,) and scale (2,): batch (3, 2)
+    return Case(lambda df, loc, scale: dist.StudentT(df, loc, scale),
+                {"df": np.array([[0.7], [3.0], [25.0]]), "loc": rng.standard_normal(2), "scale": positive(rng, 2)},
+                3 * rng.standard_normal((4, 3, 2)), ("value", "df", "loc", "scale"))
+
+
 def lower_cholesky(rng, *batch, d=3):
     return np.tril(0.4 * rng.standard_normal(batch + (d, d)), -1) + np.eye(d) * positive(rng, *batch, d)[..., None]
 
@@ -279,6 +303,10 @@ CASES = {
     "Gumbel": gumbel_case,
     "Gamma": gamma_case,
     "Beta": beta_case,
+    "Dirichlet": dirichlet_case,
+    "Chi2": chi2_case,
+    "InverseGamma": inverse_gamma_case,
+    "StudentT": student_t_case,
     "Bernoulli(probs)": bernoulli_probs_case,
     "Bernoulli(logits)": bernoulli_logits_case,
     "Categorical(probs)": categorical_probs_case,
@@ -412,8 +440,10 @@ def test_rsample_vjp_matches_finite_differences(name):
     lambda: dist.Bernoulli(probs=0.3), lambda: dist.Bernoulli(logits=0.2), lambda: example_distribution()(1.5),
     lambda: dist.Poisson(2.5), lambda: dist.Geometric(probs=0.3), lambda: dist.Geometric(logits=0.2),
     lambda: dist.Binomial(5, probs=0.3), lambda: dist.Binomial(5, logits=-0.4),
+    lambda: dist.Chi2(3.0), lambda: dist.InverseGamma(2.0, 1.5), lambda: dist.StudentT(4.0, 0.5, 2.0),
 ], ids=["Normal", "Uniform", "Delta", "Bernoulli(probs)", "Bernoulli(logits)", "Exponential", "Poisson",
-        "Geometric(probs)", "Geometric(logits)", "Binomial(probs)", "Binomial(logits)"])
+        "Geometric(probs)", "Geometric(logits)", "Binomial(probs)", "Binomial(logits)", "Chi2", "InverseGamma",
+        "StudentT"])
 def test_python_float_arguments_get_0d_gradients(make):
     d = make()
     value = d.sample((4,), np.random.default_rng(0))

@@ -10,6 +10,7 @@ from .categorical import Categorical
 from .cauchy import Cauchy
 from .counts import Geometric, Poisson
 from .delta import Delta
+from .dirichlet import Dirichlet
 from .distribution import Distribution, Independent, MaskedDistribution
 from .exponential import Exponential, Laplace
 from .gamma import Beta, Gamma
@@ -20,6 +21,7 @@ from .lognormal import LogNormal
 from .multivariate_normal import LowRankMultivariateNormal, MultivariateNormal
 from .normal import Normal
 from .one_hot_categorical import OneHotCategorical
+from .student_t import Chi2, InverseGamma, StudentT
 from .transformed import TransformedDistribution
 from .uniform import Uniform
 
@@ -28,8 +30,10 @@ __all__ = [
     "Beta",
     "Binomial",
     "Categorical",
+    "Chi2",
     "Cauchy",
     "Delta",
+    "Dirichlet",
     "Distribution",
     "Exponential",
     "Geometric",
@@ -38,6 +42,7 @@ __all__ = [
     "HalfCauchy",
     "HalfNormal",
     "Independent",
+    "InverseGamma",
     "Laplace",
     "LogNormal",
     "MaskedDistribution",
@@ -47,6 +52,7 @@ __all__ = [
     "TransformedDistribution",
     "OneHotCategorical",
     "Poisson",
+    "StudentT",
     "Uniform",
     "constraints",
     "kl_divergence",

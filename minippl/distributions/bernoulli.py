@@ -25,6 +25,7 @@ class Bernoulli(Distribution):
 
     support = constraints.boolean  # what sample() returns; log_prob also takes [0, 1]
     arg_constraints = {"probs": constraints.unit_interval, "logits": constraints.real}
+    has_enumerate_support = True  # enumerate_support() below
 
     def __init__(self, probs=None, logits=None, validate_args=None):
         if (probs is None) == (logits is None):

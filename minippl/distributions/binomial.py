@@ -54,6 +54,7 @@ class Binomial(Distribution):
     """
 
     has_rsample = False
+    has_enumerate_support = True  # enumerate_support() below
     arg_constraints = {"total_count": nonnegative_integer, "probs": constraints.unit_interval,
                        "logits": constraints.real}
 

@@ -56,6 +56,7 @@ class Categorical(Distribution):
     """
 
     has_rsample = False
+    has_enumerate_support = True  # enumerate_support() below
     # checked on the normalised probs (see _check_args): each must lie in [0, 1], NaN refused
     arg_constraints = {"probs": constraints.unit_interval, "logits": constraints.real}
 

@@ -178,6 +178,40 @@ class _Interval(Constraint):
         return (x >= self.lower_bound) & (x <= self.upper_bound)
 
 
+class _LessThan(Constraint):
+    """(-inf, upper_bound), Pyro's ``less_than``: reached by upper_bound - exp(u)."""
+
+    def __init__(self, upper_bound):
+        self.upper_bound = _scalar_bound(upper_bound, "less_than upper_bound")
+
+    @property
+    def spec(self):
+        return f"less_than({self.upper_bound!r})"
+
+    def check(self, value):
+        return array_module(value).asarray(value) < self.upper_bound
+
+
+class _PositiveDefinite(Constraint):
+    """Symmetric matrices (torch's tolerance) with positive eigenvalues, one check per matrix
+    (``event_dim = 2``). Check only: no bijection here; a param made positive definite is a
+    ``lower_cholesky`` factor L, used as L @ L.T."""
+
+    spec = "positive_definite"
+    event_dim = 2
+
+    def check(self, value):
+        xp = array_module(value)
+        x = xp.asarray(value)
+        if x.ndim < 2 or x.shape[-1] != x.shape[-2] or x.shape[-1] == 0:
+            return xp.zeros(x.shape[:-2], dtype=bool)
+        flat = x.shape[:-2] + (-1,)
+        ok = xp.all(xp.isfinite(x).reshape(flat), axis=-1)  # NaN / inf fail, without reaching eigvalsh
+        ok &= xp.all(xp.isclose(x, xp.swapaxes(x, -1, -2), rtol=1e-5, atol=1e-6).reshape(flat), axis=-1)
+        safe = xp.where(ok[..., None, None], x, xp.eye(x.shape[-1], dtype=x.dtype))
+        return ok & (xp.linalg.eigvalsh(safe)[..., 0] > 0)
+
+
 real = _Real()
 positive = _Positive()
 softplus_positive = _SoftplusPositive()
@@ -187,12 +221,14 @@ integer = _Integer()
 nonnegative_integer = _NonnegativeInteger()
 simplex = _Simplex()
 lower_cholesky = _LowerCholesky()
+positive_definite = _PositiveDefinite()
 unit_interval = _Interval(0.0, 1.0)  # also the support of a Bernoulli that accepts grey pixels
 interval = _Interval
 greater_than = _GreaterThan
 greater_than_eq = _GreaterThanEq
+less_than = _LessThan
 
-_SPEC_PATTERN = re.compile(r"^(interval|greater_than|greater_than_eq)\((.*)\)$")
+_SPEC_PATTERN = re.compile(r"^(interval|greater_than|greater_than_eq|less_than)\((.*)\)$")
 
 
 def from_spec(spec):
@@ -200,7 +236,7 @@ def from_spec(spec):
     if not isinstance(spec, str):
         raise TypeError(f"a constraint spec is a string, got {type(spec).__name__}")
     named = {c.spec: c for c in (real, positive, softplus_positive, nonnegative, boolean, integer,
-                                 nonnegative_integer, simplex, lower_cholesky)}
+                                 nonnegative_integer, simplex, lower_cholesky, positive_definite)}
     named["unit_interval"] = unit_interval
     if spec.strip() in named:
         return named[spec.strip()]
@@ -212,10 +248,11 @@ def from_spec(spec):
     kind = match.group(1) if match else None
     if kind == "interval" and bounds is not None and len(bounds) == 2:
         return interval(*bounds)
-    if kind in ("greater_than", "greater_than_eq") and bounds is not None and len(bounds) == 1:
-        return (greater_than if kind == "greater_than" else greater_than_eq)(bounds[0])
+    if kind in ("greater_than", "greater_than_eq", "less_than") and bounds is not None and len(bounds) == 1:
+        return {"greater_than": greater_than, "greater_than_eq": greater_than_eq,
+                "less_than": less_than}[kind](bounds[0])
     raise ValueError(f"unknown constraint spec {spec!r}; expected one of {sorted(named)}, "
-                     "'interval(lo, hi)', 'greater_than(lo)' or 'greater_than_eq(lo)'")
+                     "'interval(lo, hi)', 'greater_than(lo)', 'greater_than_eq(lo)' or 'less_than(hi)'")
 
 
 # ------------------------------------------------------------------ transforms
@@ -385,6 +422,43 @@ class ExpTransform(Transform):
         return grad
 
 
+class LessThanTransform(Transform):
+    """x = upper_bound - exp(u): Pyro's biject_to(less_than(upper_bound)) (ExpTransform, then
+    AffineTransform(upper_bound, -1)); ExpTransform mirrored.
+
+    >>> t, u = LessThanTransform(1.0), np.array([0.0, math.log(2.0)])
+    >>> x = t(u)
+    >>> x, t.inverse(x), t.vjp(u, x, np.ones(2))  # dx/du = -exp(u); log |dx/du| = u
+    (array([ 0., -1.]), array([0.        , 0.69314718]), array([-1., -2.]))
+    """
+
+    def __init__(self, upper_bound, codomain=None):
+        super().__init__(codomain if codomain is not None else less_than(upper_bound))
+        self.upper_bound = float(upper_bound)
+
+    def forward(self, u):
+        xp = array_module(u)
+        x = self.upper_bound - xp.exp(u)
+        # as in ExpTransform: once exp(u) is lost to rounding, stay one representable step inside
+        dtype = _float_dtype_of(x)
+        return xp.minimum(x, float(np.nextafter(dtype.type(self.upper_bound), dtype.type(-np.inf))))
+
+    def inverse(self, x):
+        return array_module(x).log(self.upper_bound - x)
+
+    def vjp(self, u, x, grad_x):
+        # dx/du = -exp(u), recomputed: upper_bound - x cancels once exp(u) << |upper_bound|
+        return -grad_x * array_module(u).exp(u)
+
+    def log_abs_det_jacobian(self, u, x):
+        # log |dx/du| = log exp(u) = u
+        return array_module(u).array(u, copy=True)
+
+    def log_abs_det_jacobian_vjp(self, u, x, grad):
+        # d/du u = 1
+        return grad
+
+
 class SigmoidAffineTransform(Transform):
     """x = lo + (hi - lo) * sigmoid(u): Pyro's biject_to(interval(lo, hi))
     (a SigmoidTransform followed by an AffineTransform).
@@ -468,7 +542,12 @@ def biject_to(constraint):
         return ExpTransform(0.0, codomain=constraint)
     if isinstance(constraint, _GreaterThan):
         return ExpTransform(constraint.lower_bound, codomain=constraint)
+    if isinstance(constraint, _LessThan):
+        return LessThanTransform(constraint.upper_bound, codomain=constraint)
     if isinstance(constraint, _Interval):
         return SigmoidAffineTransform(constraint.lower_bound, constraint.upper_bound, codomain=constraint)
+    if isinstance(constraint, _PositiveDefinite):
+        raise NotImplementedError("no bijection onto constraints.positive_definite in minippl: make the param "
+                                  "a lower_cholesky factor L and use L @ L.T")
     raise NotImplementedError(f"no bijection onto {constraint!r}: a discrete set cannot be "
                               "reached from R; make it a sample site, not a param")

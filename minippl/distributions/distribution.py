@@ -145,6 +145,7 @@ class Distribution:
 
     # the contract's class attributes (see above), defaulting to a distribution without arguments
     has_rsample = False
+    has_enumerate_support = False  # True where enumerate_support() lists every value (as Pyro checks)
     arg_names = ()
     arg_constraints = {}
     support = constraints.real

@@ -4,12 +4,13 @@ Teaches: where KL(p || q) has a formula, an ELBO can use it instead of the Monte
 Carlo estimate log p(z) - log q(z) (TraceMeanField_ELBO does), trading noise for
 exactness. Closed forms here: Normal/Normal, LogNormal/LogNormal (the Normal's: KL is
 unchanged by the bijection exp, applied to both), Exponential/Exponential and
-Laplace/Laplace, Gamma/Gamma and Beta/Beta (digamma and trigamma), and
+Laplace/Laplace, Gamma/Gamma, Beta/Beta and Dirichlet/Dirichlet (digamma and trigamma), and
 MultivariateNormal/MultivariateNormal (triangular solves), each with its gradients. Builds on
 the distributions it pairs and on Independent from distribution.py.
 """
 from .. import backend
 from ..backend import array_module, broadcast_shapes, unsum_last
+from .dirichlet import Dirichlet
 from .distribution import Independent, grad_like, promote
 from .exponential import Exponential, Laplace
 from .gamma import Beta, Gamma, _special, digamma
@@ -252,6 +253,30 @@ def _kl_beta_beta_vjp(p, q, grad, wrt_p, wrt_q):
     return grads_p, grads_q
 
 
+# ---------------------------------------------------------------- Dirichlet
+def _kl_dirichlet_dirichlet(p, q):
+    _, _, (a, b) = promote(p.concentration, q.concentration)
+    a0, b0 = a.sum(-1), b.sum(-1)
+    lg = lambda x: _special("gammaln", x)  # noqa: E731
+    # KL = lgamma(a0) - sum lgamma(a_i) - lgamma(b0) + sum lgamma(b_i) + sum (a_i - b_i) (psi(a_i) - psi(a0))
+    return (lg(a0) - lg(a).sum(-1) - lg(b0) + lg(b).sum(-1)
+            + ((a - b) * (digamma(a) - digamma(a0)[..., None])).sum(-1))
+
+
+def _kl_dirichlet_dirichlet_vjp(p, q, grad, wrt_p, wrt_q):
+    _, _, (a, b, g) = promote(p.concentration, q.concentration, grad)
+    a0, b0 = a.sum(-1, keepdims=True), b.sum(-1, keepdims=True)
+    g = g[..., None]  # one cotangent per Dirichlet, shared by its K entries
+    grads_p, grads_q = {}, {}
+    if "concentration" in wrt_p:  # d/da_j KL = (a_j - b_j) psi'(a_j) - (a0 - b0) psi'(a0)
+        grads_p["concentration"] = grad_like(g * ((a - b) * _trigamma(a) - (a0 - b0) * _trigamma(a0)),
+                                             p.concentration)
+    if "concentration" in wrt_q:  # d/db_j KL = psi(b_j) - psi(b0) - psi(a_j) + psi(a0)
+        grads_q["concentration"] = grad_like(g * (digamma(b) - digamma(b0) - digamma(a) + digamma(a0)),
+                                             q.concentration)
+    return grads_p, grads_q
+
+
 # (type of p, type of q) -> (kl, its vjp); torch calls this table register_kl.
 # LogNormal/LogNormal is Normal/Normal on (loc, scale): KL is invariant under z -> exp(z).
 _CLOSED_FORMS = {
@@ -262,4 +287,5 @@ _CLOSED_FORMS = {
     (Gamma, Gamma): (_kl_gamma_gamma, _kl_gamma_gamma_vjp),
     (Beta, Beta): (_kl_beta_beta, _kl_beta_beta_vjp),
     (MultivariateNormal, MultivariateNormal): (_kl_mvn_mvn, _kl_mvn_mvn_vjp),
+    (Dirichlet, Dirichlet): (_kl_dirichlet_dirichlet, _kl_dirichlet_dirichlet_vjp),
 }

@@ -52,6 +52,7 @@ class OneHotCategorical(Distribution):
     """
 
     has_rsample = False
+    has_enumerate_support = True  # enumerate_support() below
     arg_constraints = Categorical.arg_constraints
     support = one_hot
 
