@@ -322,3 +322,16 @@ def test_bernoulli_float32_is_finite_at_extremes():
         assert out.dtype == np.float32 and np.isfinite(out).all()
     np.testing.assert_allclose(d.log_prob(x)[:4], [-1e4, -1e4, -5e3, 0.0])
     np.testing.assert_allclose(grads["logits"][:4], [-1.0, 1.0, -0.5, 0.0])
+
+
+def test_every_distribution_has_mean_variance_and_stddev_as_torch():
+    import inspect
+
+    for name in dist.__all__:
+        cls = getattr(dist, name)
+        if inspect.isclass(cls) and issubclass(cls, dist.Distribution):
+            assert all(hasattr(cls, attr) for attr in ("mean", "variance", "stddev")), name
+    for d in (dist.Normal(np.zeros(2), 2.0), dist.Uniform(0.0, 2.0), dist.Bernoulli(probs=np.array([0.3, 0.5]))):
+        np.testing.assert_allclose(d.stddev, np.sqrt(d.variance))
+    assert np.isnan(dist.Categorical(probs=np.array([0.2, 0.8])).mean)  # as torch: no numeric mean
+    np.testing.assert_array_equal(dist.Normal(np.ones(3), 1.0).to_event(1).mean, np.ones(3))

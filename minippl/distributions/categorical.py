@@ -94,6 +94,13 @@ class Categorical(Distribution):
         return {self.arg_names[0]: self._param}
 
     @property
+    def mean(self):
+        # as torch: a category has no numeric mean (its labels are not quantities)
+        return backend.array_module(self._param).full(self.batch_shape, float("nan"))
+
+    variance = mean
+
+    @property
     def logits(self):
         """Normalised log-probabilities, shape (..., K)."""
         xp = backend.array_module(self._param)

@@ -227,6 +227,18 @@ class Distribution:
     def event_dim(self):
         return len(self._event_shape)
 
+    @property
+    def mean(self):
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form mean")
+
+    @property
+    def variance(self):
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form variance")
+
+    @property
+    def stddev(self):
+        return backend.array_module(self.variance).sqrt(self.variance)  # as torch: sqrt of the variance
+
     def shape(self, sample_shape=()):
         """Shape of a draw: ``sample_shape + batch_shape + event_shape``."""
         return tuple(sample_shape) + self.batch_shape + self.event_shape
@@ -323,6 +335,8 @@ class _Wrapper(Distribution):
     has_rsample = property(lambda self: self.base_dist.has_rsample)
     arg_names = property(lambda self: self.base_dist.arg_names)
     support = property(lambda self: self.base_dist.support)
+    mean = property(lambda self: self.base_dist.mean)
+    variance = property(lambda self: self.base_dist.variance)
 
     def arg_arrays(self):
         return self.base_dist.arg_arrays()
