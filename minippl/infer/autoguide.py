@@ -1,5 +1,6 @@
 """Automatic guides: AutoNormal (mean-field Normal in unconstrained space), AutoDelta (MAP), and
-AutoDiagonalNormal and AutoMultivariateNormal (one Normal over all latent sites, packed in a vector).
+AutoDiagonalNormal, AutoMultivariateNormal and AutoLowRankMultivariateNormal (one Normal over all
+latent sites, packed in a vector).
 
 Teaches: a guide built by reading the model (one blocked *prototype* run lists the latent sites,
 shapes, plates, supports), and the change of variables x = T(u), log q(x) = log q(u) - log|dx/du|,
@@ -13,7 +14,7 @@ import numpy as np
 from .. import backend, runtime
 from ..distributions import constraints
 from ..distributions.delta import Delta
-from ..distributions.multivariate_normal import MultivariateNormal
+from ..distributions.multivariate_normal import LowRankMultivariateNormal, MultivariateNormal
 from ..distributions.normal import Normal
 from ..handlers import block, seed, trace
 from ..nn.module import Module
@@ -472,5 +473,39 @@ class AutoMultivariateNormal(AutoDiagonalNormal):
         return MultivariateNormal(param(f"{self.prefix}.loc"), scale_tril=param(f"{self.prefix}.scale_tril"))
 
 
-__all__ = ["AutoDelta", "AutoDiagonalNormal", "AutoGuide", "AutoMultivariateNormal", "AutoNormal", "init_to_feasible",
-           "init_to_mean", "init_to_median", "init_to_sample", "init_to_value"]
+class AutoLowRankMultivariateNormal(AutoDiagonalNormal):
+    """Pyro's AutoLowRankMultivariateNormal: the packed latent is ``LowRankMultivariateNormal(loc,
+    W, D)``, covariance W W^T + diag(D), with Pyro's params "<prefix>.loc", "<prefix>.scale" s
+    (softplus_positive) and "<prefix>.cov_factor" F (latent_dim x rank; rank defaults to
+    round(sqrt(latent_dim))): W = s F (row i scaled by s_i) and D = s^2. s starts at
+    sqrt(1/2) init_scale and F ~ Normal(0, 1/sqrt(rank)), so W W^T + D averages init_scale^2 on
+    the diagonal. The VJPs are LowRankMultivariateNormal's; the marginal sds, for quantiles, are
+    sqrt(diag(W W^T + D)) = s sqrt(1 + sum_j F_ij^2)."""
+
+    def __init__(self, model, init_loc_fn=init_to_median, init_scale=0.1, rank=None):
+        if not (rank is None or isinstance(rank, int) and rank > 0):
+            raise ValueError(f"AutoLowRankMultivariateNormal: rank must be a positive int or None, got {rank!r}")
+        super().__init__(model, init_loc_fn=init_loc_fn, init_scale=init_scale)
+        self.rank = rank
+
+    def _latent_params(self, loc):
+        rank = self.rank or int(round(self.latent_dim ** 0.5))
+        cov_factor = _innermost_rng().normal(0.0, rank ** -0.5, (loc.size, rank)).astype(loc.dtype)
+        loc_param, (name, scale, constraint) = super()._latent_params(loc)  # the diagonal: Pyro's sqrt(1/2) of it
+        return [loc_param, (name, 0.5 ** 0.5 * scale, constraint),
+                (f"{self.prefix}.cov_factor", cov_factor, constraints.real)]
+
+    def _loc_scale(self):
+        loc, scale = super()._loc_scale()
+        return loc, scale * np.sqrt(1.0 + np.square(get_param_store()[f"{self.prefix}.cov_factor"]).sum(-1))
+
+    def get_posterior(self, *args, **kwargs):
+        """``LowRankMultivariateNormal(loc, s F, s^2)`` over the packed unconstrained latent, current params."""
+        self._require_prototype(args, kwargs, "get_posterior")
+        scale = param(f"{self.prefix}.scale")
+        cov_factor = param(f"{self.prefix}.cov_factor") * scale[:, None]
+        return LowRankMultivariateNormal(param(f"{self.prefix}.loc"), cov_factor, scale * scale)
+
+
+__all__ = ["AutoDelta", "AutoDiagonalNormal", "AutoGuide", "AutoLowRankMultivariateNormal", "AutoMultivariateNormal",
+           "AutoNormal", "init_to_feasible", "init_to_mean", "init_to_median", "init_to_sample", "init_to_value"]
