@@ -144,6 +144,11 @@ def describe_bad(x, bad):
     only the error path calls this, so it may scan the array."""
     xp = backend.array_module(x)
     x, bad = xp.asarray(x), xp.asarray(bad)
+    if bad.ndim < x.ndim:  # one answer per event (a simplex, a matrix): report whole events
+        has_nan = bool(xp.isnan(x).any()) if x.dtype.kind == "f" else False
+        where = tuple(int(i) for i in xp.argwhere(bad)[0]) if bad.ndim else ()
+        return (f"{int(bad.sum())} of {bad.size} events (first {backend.to_host(x[where]).tolist()} at "
+                f"index {where}; shape {x.shape})"), has_nan
     has_nan = bool(xp.isnan(x[bad]).any()) if x.dtype.kind == "f" else False
     if x.ndim == 0:
         return repr(float(x)), has_nan

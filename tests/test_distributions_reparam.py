@@ -261,7 +261,7 @@ def test_invalid_arguments_pass_without_validation():
 def test_values_outside_the_support_are_rejected_and_zero_is_accepted_where_pyro_does():
     for d in (dist.Exponential(1.0), dist.HalfNormal(1.0), dist.HalfCauchy(1.0)):
         d._validate_sample(np.array([0.0, 2.0]))
-        with pytest.raises(validation.ValidationError, match=r"outside the support \[0, inf\)"):
+        with pytest.raises(validation.ValidationError, match=r"outside the support constraints.nonnegative"):
             d._validate_sample(np.array([1.0, -1.0]))
     with pytest.raises(validation.ValidationError, match="outside the support"):
         dist.LogNormal(0.0, 1.0)._validate_sample(np.array([0.0]))

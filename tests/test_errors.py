@@ -436,6 +436,13 @@ def invalid_distribution_used_directly_in_a_model():
     get_trace(model)
 
 
+def observation_off_the_simplex():
+    def model():
+        minippl.sample("y", dist.Dirichlet(np.array([1.0, 2.0])), obs=np.array([0.2, 0.2]))
+
+    get_trace(model)
+
+
 TABLE = [
     # (wrong program, exception type, key words that must appear in the message)
     (normal_negative_scale, ValidationError, ["Normal", "scale must be > 0", "got -1.0", "constraints.positive"]),
@@ -511,6 +518,8 @@ TABLE = [
     (traced_value_kept_from_an_earlier_step, RuntimeError, ["param 'loc'", "earlier run", "read the param"]),
     (numpy_function_from_another_module, TypeError, ["numpy.linalg.inv", "no hand-written derivative"]),
     (invalid_distribution_used_directly_in_a_model, ValidationError, ["Normal", "scale must be > 0"]),
+    (observation_off_the_simplex, ValidationError, ["sample site 'y'", "simplex", "1 of 1 events",
+                                                    "[0.2, 0.2]"]),
 ]
 
 

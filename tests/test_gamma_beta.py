@@ -244,3 +244,12 @@ def test_pyro_coin_example_reaches_the_exact_posterior_mean():
             means.append(a / (a + b))
     exact = 16 / 30
     assert abs(np.mean(means) - exact) < 0.01, (np.mean(means), exact)
+
+
+def test_gamma_and_beta_score_the_closed_ends_of_their_supports_as_torch():
+    # torch's supports are [0, inf) and [0, 1]: at an edge the vanishing factor's power decides
+    np.testing.assert_allclose(dist.Gamma(np.array([1.0, 0.5, 2.0]), 1.0).log_prob(np.zeros(3)), [0.0, np.inf, -np.inf])
+    np.testing.assert_allclose(dist.Beta(np.array([0.5, 2.0, 1.0]), 3.0).log_prob(np.zeros(3)),
+                               [np.inf, -np.inf, np.log(3.0)])
+    assert dist.Gamma(2.0, 1.0).log_prob(np.array(-1.0)) == -np.inf
+    assert dist.Beta(2.0, 0.5).log_prob(np.array(1.0)) == np.inf

@@ -8,21 +8,9 @@ reparameterised draw is ``x = eps / rate`` and ``x = loc + scale * eps``, so eve
 VJP is one line. Builds on distribution.py (the complete Exponential example in its
 docstring is this file's first class, with validation and moments added).
 """
-from .. import backend, validation
+from .. import backend
 from . import constraints
 from .distribution import Distribution, check_args, grad_like, promote
-
-
-def validate_nonnegative(dist, value, what, masked):
-    """Pyro's ``nonnegative`` support, [0, inf): 0 is scored (its log-density is finite).
-
-    minippl's constraints have no ``nonnegative``; ``support`` is ``positive`` (what an
-    autoguide maps onto, with exp), and the value check here accepts 0 too.
-    """
-    xp, _, (x,) = promote(value)
-    outside = ~(x >= 0)  # NaN is outside as well
-    if bool(outside.any()):
-        validation.report_outside(dist, value, outside, "[0, inf)", what, masked)
 
 
 def standard_exponential(rng, shape, dtype, like):
@@ -45,15 +33,12 @@ class Exponential(Distribution):
     has_rsample = True
     arg_names = ("rate",)
     arg_constraints = {"rate": constraints.positive}
-    support = constraints.positive  # Pyro: nonnegative (0 is accepted, see validate_nonnegative)
+    support = constraints.nonnegative  # torch's: [0, inf), 0 is scored
 
     def __init__(self, rate, validate_args=None):
         batch_shape = check_args("Exponential", rate=rate)
         self.rate = rate  # as given: the ELBO finds gradients by id()
         super().__init__(batch_shape, validate_args=validate_args)
-
-    def _validate_sample(self, value, what="value", masked=False):
-        validate_nonnegative(self, value, what, masked)
 
     @property
     def mean(self):

@@ -174,6 +174,11 @@ def _host_slope(a, z):
     return standard_gamma_slope(backend.to_host(a), backend.to_host(z))
 
 
+def _power_of_zero(c, xp):
+    """lim c log z as z -> 0+: 0 for c = 0, +inf for c < 0, -inf for c > 0 (a density's edge)."""
+    return xp.where(c == 0, 0.0, xp.where(c < 0, xp.inf, -xp.inf))
+
+
 class Gamma(Distribution):
     """Gamma(concentration, rate): density ``rate^a z^(a-1) e^(-rate z) / Gamma(a)`` on z > 0;
     mean a / rate, variance a / rate^2 (torch's parametrisation).
@@ -188,7 +193,7 @@ class Gamma(Distribution):
     has_rsample = True
     arg_names = ("concentration", "rate")
     arg_constraints = {"concentration": constraints.positive, "rate": constraints.positive}
-    support = constraints.positive
+    support = constraints.nonnegative  # torch's: 0 is scored
 
     def __init__(self, concentration, rate, validate_args=None):
         batch_shape = check_args("Gamma", concentration=concentration, rate=rate)
@@ -236,9 +241,12 @@ class Gamma(Distribution):
 
     def log_prob(self, value):
         xp, inside, x, log_x, a, rate, _ = self._parts(value)
-        # log p = a log rate + (a - 1) log z - rate z - lgamma(a)
+        # log p = a log rate + (a - 1) log z - rate z - lgamma(a); at z = 0 (torch's support is
+        # [0, inf)) the term (a - 1) log z is 0, +inf or -inf as a = 1, a < 1 or a > 1
         log_p = a * xp.log(rate) + (a - 1) * log_x - rate * x - lgamma(a)
-        return self._batch_result(xp.where(inside, log_p, -xp.inf), value)
+        at_zero = a * xp.log(rate) - lgamma(a) + _power_of_zero(a - 1, xp)
+        return self._batch_result(xp.where(inside, log_p, xp.where(promote(value)[2][0] == 0, at_zero, -xp.inf)),
+                                  value)
 
     def log_prob_vjp(self, value, grad_log_prob, wrt):
         wrt = self._check_wrt(wrt)
@@ -268,7 +276,7 @@ class Beta(Distribution):
     has_rsample = True
     arg_names = ("concentration1", "concentration0")
     arg_constraints = {"concentration1": constraints.positive, "concentration0": constraints.positive}
-    support = constraints.unit_interval
+    support = constraints.unit_interval  # closed [0, 1], as torch's
 
     def __init__(self, concentration1, concentration0, validate_args=None):
         batch_shape = check_args("Beta", concentration1=concentration1, concentration0=concentration0)
@@ -322,9 +330,12 @@ class Beta(Distribution):
 
     def log_prob(self, value):
         xp, inside, x, a, b, _ = self._parts(value)
-        # log p = (a - 1) log z + (b - 1) log(1 - z) - log B(a, b)
+        # log p = (a - 1) log z + (b - 1) log(1 - z) - log B(a, b); at z = 0 or 1 (torch's support is
+        # [0, 1]) the vanishing factor's power gives 0, +inf or -inf, as for the Gamma at 0
         log_p = (a - 1) * xp.log(x) + (b - 1) * xp.log1p(-x) - _special("betaln", a, b)
-        return self._batch_result(xp.where(inside, log_p, -xp.inf), value)
+        z = promote(value)[2][0]
+        edge = xp.where(z == 0, _power_of_zero(a - 1, xp), _power_of_zero(b - 1, xp)) - _special("betaln", a, b)
+        return self._batch_result(xp.where(inside, log_p, xp.where((z == 0) | (z == 1), edge, -xp.inf)), value)
 
     def log_prob_vjp(self, value, grad_log_prob, wrt):
         wrt = self._check_wrt(wrt)

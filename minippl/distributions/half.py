@@ -4,8 +4,7 @@ Teaches: folding. If ``e`` is symmetric about 0, ``|e|`` has twice its density o
 [0, inf) and none below: ``log p(x) = log 2 + log p_e(x)`` for x >= 0, -inf for x < 0.
 The draw is ``scale * |eps|``, so the noise kept is ``|eps|`` and the sampler's VJP is
 ``d/dscale (scale |eps|) = |eps|``. Both have Pyro's ``nonnegative`` support (0 is scored).
-Builds on normal.py and cauchy.py (their constants and stable helpers), and on
-exponential.py's check of a support that starts at 0.
+Builds on normal.py and cauchy.py (their constants and stable helpers).
 """
 import math
 
@@ -13,7 +12,6 @@ from .. import backend
 from . import constraints
 from .cauchy import _LOG_PI, cauchy_terms, standard_cauchy
 from .distribution import Distribution, check_args, grad_like, promote
-from .exponential import validate_nonnegative
 from .normal import _HALF_LOG_2PI
 
 _LOG_2 = math.log(2.0)
@@ -25,15 +23,12 @@ class _Folded(Distribution):
     has_rsample = True
     arg_names = ("scale",)
     arg_constraints = {"scale": constraints.positive}
-    support = constraints.positive  # Pyro: nonnegative (0 is accepted, see validate_nonnegative)
+    support = constraints.nonnegative  # torch's: [0, inf), 0 is scored
 
     def __init__(self, scale, validate_args=None):
         batch_shape = check_args(type(self).__name__, scale=scale)
         self.scale = scale  # as given: the ELBO finds gradients by id()
         super().__init__(batch_shape, validate_args=validate_args)
-
-    def _validate_sample(self, value, what="value", masked=False):
-        validate_nonnegative(self, value, what, masked)
 
     def rsample_with_noise(self, sample_shape=(), rng=None):
         rng = backend.global_rng() if rng is None else rng

@@ -42,7 +42,7 @@ class Chi2(Distribution):
     has_rsample = True
     arg_names = ("df",)
     arg_constraints = {"df": constraints.positive}
-    support = constraints.positive
+    support = constraints.nonnegative  # torch's: the Gamma's, 0 included
 
     def __init__(self, df, validate_args=None):
         batch_shape = check_args("Chi2", df=df)
