@@ -219,3 +219,12 @@ def test_a_simplex_param_trained_by_svi_stays_on_the_simplex():
         assert probs.shape == (4,) and constraints.simplex.check(probs)
     assert minippl.get_param_store().get_constraint("probs") == constraints.simplex
     np.testing.assert_allclose(probs, counts / counts.sum(), atol=0.02)
+
+
+def test_affine_parameters_may_broadcast_past_the_base_batch_shape():
+    # torch: a scalar Normal under AffineTransform(loc of shape (2,), scale of shape (2,)) has batch (2,)
+
+    loc, scale = np.array([1.0, -2.0]), np.array([-2.0, 0.5])
+    d = dist.TransformedDistribution(dist.Normal(np.array(0.0), np.array(1.0)), transforms.AffineTransform(loc, scale))
+    assert d.batch_shape == (2,)
+    np.testing.assert_allclose(d.log_prob(np.array(0.3)), scipy.stats.norm.logpdf(0.3, loc, np.abs(scale)), rtol=1e-12)

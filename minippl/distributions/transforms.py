@@ -184,7 +184,8 @@ class AffineTransform(Transform):
     def log_abs_det_jacobian(self, u, x):
         # log |scale| for each element, summed over the event dims
         xp = array_module(x)
-        return self._sum_event(xp.log(xp.abs(xp.asarray(self.scale, dtype=x.dtype))), x.shape)
+        shape = np.broadcast_shapes(np.shape(u), np.shape(x))  # a broadcast loc or scale widens x's shape
+        return self._sum_event(xp.log(xp.abs(xp.asarray(self.scale, dtype=x.dtype))), shape)
 
     def _unsum(self, grad, x):
         return backend.unsum_last(grad, self.event_dim, np.shape(x))
