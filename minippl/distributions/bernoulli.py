@@ -5,9 +5,34 @@ how to keep log-densities and their gradients finite in float32 (clamping probs,
 writing softplus and sigmoid so that ``exp`` never overflows). Builds on
 distribution.py. Bernoulli has no reparameterised sampler.
 """
+import numpy as np
+
 from .. import backend, validation
 from . import constraints
 from .distribution import Distribution, check_args, grad_like, promote
+
+
+class ProbsOrLogits:
+    """For a distribution given ``probs`` or ``logits`` (exactly one, stored as given in
+    ``_param``, its name in ``arg_names``): the argument, and the other as a property.
+    Binomial and Geometric use it as is; Bernoulli clamps its probs first (below)."""
+
+    def arg_arrays(self):
+        return {self.arg_names[0]: self._param}
+
+    @property
+    def probs(self):
+        if self.arg_names == ("probs",):
+            return self._param
+        return backend.sigmoid(promote(self._param)[2][0])  # p = sigmoid(l)
+
+    @property
+    def logits(self):
+        if self.arg_names == ("logits",):
+            return self._param
+        xp, _, (p,) = promote(self._param)
+        with np.errstate(divide="ignore"):  # p = 0 or 1: logits -inf or inf, as torch gives
+            return xp.log(p) - xp.log1p(-p)  # l = log p - log(1 - p)
 
 
 class Bernoulli(Distribution):

@@ -13,6 +13,7 @@ from .. import backend, validation
 from ..backend import shape_of
 from . import constraints
 from .counts import lgamma, nonnegative_integer, sample_on_host
+from .bernoulli import ProbsOrLogits
 from .distribution import Distribution, check_args, grad_like, promote
 
 
@@ -34,7 +35,7 @@ class _CountsUpTo(constraints.Constraint):
             return (x == x // 1) & (x >= 0) & (x <= self.upper_bound)
 
 
-class Binomial(Distribution):
+class Binomial(ProbsOrLogits, Distribution):
     """Binomial(total_count=1, probs=None, logits=None): the number of successes in ``total_count``
     independent trials of probability p = probs = sigmoid(logits),
     P(k) = C(n, k) p^k (1 - p)^(n - k) on k = 0..n; mean n p, variance n p (1 - p).
@@ -70,8 +71,6 @@ class Binomial(Distribution):
         self.arg_names = (name,)
         super().__init__(batch_shape, validate_args=validate_args)
 
-    def arg_arrays(self):
-        return {self.arg_names[0]: self._param}
 
     def _check_args(self):
         super()._check_args()  # probs or logits
@@ -82,19 +81,7 @@ class Binomial(Distribution):
     def support(self):
         return _CountsUpTo(self.total_count)
 
-    @property
-    def probs(self):
-        if self.arg_names == ("probs",):
-            return self._param
-        return backend.sigmoid(promote(self._param)[2][0])
 
-    @property
-    def logits(self):
-        if self.arg_names == ("logits",):
-            return self._param
-        xp, _, (p,) = promote(self._param)
-        with np.errstate(divide="ignore"):  # p = 0 or 1: logits -inf or inf
-            return xp.log(p) - xp.log1p(-p)
 
     def _p_and_q(self, param):
         """(p, 1 - p), 1 - p as sigmoid(-logits) when given logits (no cancellation near p = 1)."""

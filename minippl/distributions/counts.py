@@ -15,6 +15,7 @@ from scipy.special import gammaln
 from .. import backend
 from ..backend import shape_of
 from . import constraints
+from .bernoulli import ProbsOrLogits
 from .distribution import Distribution, check_args, grad_like, promote
 
 
@@ -126,7 +127,7 @@ class Poisson(Distribution):
         return grads
 
 
-class Geometric(Distribution):
+class Geometric(ProbsOrLogits, Distribution):
     """Geometric(probs=None, logits=None): the number of failures before the first success,
     P(k) = (1 - p)^k p on k = 0, 1, 2, ...; mean (1 - p) / p, variance (1 - p) / p^2.
 
@@ -155,22 +156,8 @@ class Geometric(Distribution):
         self.arg_names = (name,)
         super().__init__(check_args("Geometric", **{name: self._param}), validate_args=validate_args)
 
-    def arg_arrays(self):
-        return {self.arg_names[0]: self._param}
 
-    @property
-    def probs(self):
-        if self.arg_names == ("probs",):
-            return self._param
-        return backend.sigmoid(promote(self._param)[2][0])
 
-    @property
-    def logits(self):
-        if self.arg_names == ("logits",):
-            return self._param
-        xp, _, (p,) = promote(self._param)
-        with np.errstate(divide="ignore"):  # p = 0 or 1: logits -inf or inf, as torch gives
-            return xp.log(p) - xp.log1p(-p)
 
     def _log_p_and_log_q(self, xp, param):
         """(log p, log(1 - p)), each without cancellation."""
