@@ -10,6 +10,7 @@ import math
 
 from .. import backend
 from . import constraints
+from .normal import LocScale
 from .distribution import Distribution, check_args, grad_like, promote
 
 _LOG_PI = math.log(math.pi)
@@ -45,7 +46,7 @@ def cauchy_terms(z):
     return log1p_z2, z_ratio, inv
 
 
-class Cauchy(Distribution):
+class Cauchy(LocScale, Distribution):
     """Cauchy(loc, scale): density 1 / (pi scale (1 + z^2)), z = (x - loc) / scale.
 
     >>> import numpy as np
@@ -92,14 +93,6 @@ class Cauchy(Distribution):
         eps = standard_cauchy(rng, self.shape(sample_shape), dtype, self._like())
         return self.loc + self.scale * eps, eps  # x = loc + scale eps, eps ~ Cauchy(0, 1)
 
-    def rsample_vjp(self, noise, grad_value, wrt):
-        grads = {}
-        for name in self._check_wrt(wrt, with_value=False):
-            if name == "loc":  # d/dloc (loc + scale eps) = 1
-                grads["loc"] = grad_like(grad_value, self.loc, copy=True)
-            else:  # d/dscale (loc + scale eps) = eps
-                grads["scale"] = grad_like(grad_value * noise, self.scale)
-        return grads
 
     def log_prob(self, value):
         xp, _, (x, loc, scale) = promote(value, self.loc, self.scale)

@@ -10,6 +10,7 @@ docstring is this file's first class, with validation and moments added).
 """
 from .. import backend
 from . import constraints
+from .normal import LocScale
 from .distribution import Distribution, check_args, grad_like, promote
 
 
@@ -80,7 +81,7 @@ class Exponential(Distribution):
         return grads
 
 
-class Laplace(Distribution):
+class Laplace(LocScale, Distribution):
     """Laplace(loc, scale): density exp(-|x - loc| / scale) / (2 scale); variance 2 scale^2.
 
     Drawn as ``loc + scale * eps`` with ``eps = -sign(v) log(1 - |v|)``, ``v = 2u - 1``:
@@ -129,14 +130,6 @@ class Laplace(Distribution):
         eps = -xp.sign(v) * xp.log1p(-xp.abs(v))  # Laplace(0, 1) by the inverse CDF
         return self.loc + self.scale * eps, eps
 
-    def rsample_vjp(self, noise, grad_value, wrt):
-        grads = {}
-        for name in self._check_wrt(wrt, with_value=False):
-            if name == "loc":  # d/dloc (loc + scale eps) = 1
-                grads["loc"] = grad_like(grad_value, self.loc, copy=True)
-            else:  # d/dscale (loc + scale eps) = eps
-                grads["scale"] = grad_like(grad_value * noise, self.scale)
-        return grads
 
     def log_prob(self, value):
         xp, _, (x, loc, scale) = promote(value, self.loc, self.scale)

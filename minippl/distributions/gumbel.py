@@ -12,13 +12,14 @@ import numpy as np
 
 from .. import backend
 from . import constraints
+from .normal import LocScale
 from .distribution import Distribution, check_args, grad_like, promote
 from .exponential import standard_exponential
 
 _EULER_GAMMA = 0.57721566490153286061
 
 
-class Gumbel(Distribution):
+class Gumbel(LocScale, Distribution):
     """Gumbel(loc, scale): density exp(-(z + exp(-z))) / scale, z = (x - loc) / scale.
 
     Mean loc + scale * euler_gamma, variance (pi scale)^2 / 6.
@@ -63,14 +64,6 @@ class Gumbel(Distribution):
         eps = -xp.log(xp.maximum(e, xp.finfo(e.dtype).tiny))  # Gumbel(0, 1); e = 0 when u = 0
         return self.loc + self.scale * eps, eps  # x = loc + scale eps
 
-    def rsample_vjp(self, noise, grad_value, wrt):
-        grads = {}
-        for name in self._check_wrt(wrt, with_value=False):
-            if name == "loc":  # d/dloc (loc + scale eps) = 1
-                grads["loc"] = grad_like(grad_value, self.loc, copy=True)
-            else:  # d/dscale (loc + scale eps) = eps
-                grads["scale"] = grad_like(grad_value * noise, self.scale)
-        return grads
 
     @staticmethod
     def _exp_minus(xp, z):

@@ -13,7 +13,23 @@ from .distribution import Distribution, check_args, grad_like, promote
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
-class Normal(Distribution):
+class LocScale:
+    """The sampler's VJP of a location-scale family, x = loc + scale * eps (Normal, Cauchy,
+    Laplace, Gumbel: only the law of eps differs). ``noise`` is eps."""
+
+    def rsample_vjp(self, noise, grad_value, wrt):
+        grads = {}
+        for name in self._check_wrt(wrt, with_value=False):
+            if name == "loc":
+                # d/dloc (loc + scale * eps) = 1
+                grads["loc"] = grad_like(grad_value, self.loc, copy=True)
+            else:
+                # d/dscale (loc + scale * eps) = eps
+                grads["scale"] = grad_like(grad_value * noise, self.scale)
+        return grads
+
+
+class Normal(LocScale, Distribution):
     """Normal(loc, scale): density exp(-(x - loc)^2 / (2 scale^2)) / (scale sqrt(2 pi)).
 
     >>> import numpy as np
@@ -51,17 +67,6 @@ class Normal(Distribution):
         dtype = backend.float_dtype(self.loc, self.scale)
         eps = backend.standard_normal(rng, self.shape(sample_shape), dtype, like=self._like())
         return normal_rsample(self.loc, self.scale, eps), eps
-
-    def rsample_vjp(self, noise, grad_value, wrt):
-        grads = {}
-        for name in self._check_wrt(wrt, with_value=False):
-            if name == "loc":
-                # d/dloc (loc + scale * eps) = 1
-                grads["loc"] = grad_like(grad_value, self.loc, copy=True)
-            else:
-                # d/dscale (loc + scale * eps) = eps
-                grads["scale"] = grad_like(grad_value * noise, self.scale)
-        return grads
 
     def log_prob(self, value):
         return self._batch_result(normal_log_prob(value, self.loc, self.scale), value)
