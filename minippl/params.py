@@ -4,7 +4,7 @@ Teaches: ``value = biject_to(constraint).forward(u)`` with ``u`` the stored arra
 so an optimiser may move ``u`` anywhere in R; module weights are stored as the very
 arrays the module holds (no copies); and a store is saved as "param/<name>" arrays
 and "constraint/<name>" specs (saving.py writes and reads the file). Builds on
-distributions/constraints.py.
+distributions/constraints.py and constraint_registry.py (biject_to).
 """
 import contextlib
 import re
@@ -16,6 +16,7 @@ import numpy as np
 from . import saving
 from .backend import array_module
 from .distributions import constraints
+from .distributions.constraint_registry import biject_to
 
 _FORMAT = "minippl.ParamStore/1"
 
@@ -37,7 +38,7 @@ def _unconstrained(name, value, constraint):
     if not bool(array_module(value).all(constraint.check(value))):
         raise ValueError(f"param '{name}': initial value is outside {constraint!r} "
                          "(the value given is the CONSTRAINED one, e.g. a scale must be > 0)")
-    return _as_float_array(constraints.biject_to(constraint).inverse(value))
+    return _as_float_array(biject_to(constraint).inverse(value))
 
 
 class ParamStore:
@@ -116,7 +117,7 @@ class ParamStore:
 
     def get_transform(self, name):
         """``biject_to(get_constraint(name))``: a small object, built on each call as param() does."""
-        return constraints.biject_to(self.get_constraint(name))
+        return biject_to(self.get_constraint(name))
 
     def constrained(self, name):
         """``forward(unconstrained)``; for a real param the stored array object itself."""

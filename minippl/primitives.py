@@ -11,6 +11,7 @@ import numbers
 
 from . import backend, traced, validation
 from .distributions import constraints
+from .distributions.constraint_registry import biject_to
 from .distributions.distribution import Distribution
 from .distributions.delta import Delta
 from .params import get_param_store
@@ -79,7 +80,7 @@ def param(name, init=None, constraint=constraints.real, event_dim=None, *, init_
             )
         store.setdefault(name, init() if callable(init) else init, constraint)
     unconstrained = store.get_unconstrained(name)
-    transform = constraints.biject_to(store.get_constraint(name))
+    transform = biject_to(store.get_constraint(name))
     if event_dim is not None and not (isinstance(event_dim, int) and event_dim >= 0):
         raise ValueError(f"param '{name}': event_dim must be a non-negative int or None, got {event_dim!r}")
     if stack_is_empty():

@@ -9,7 +9,7 @@ import minippl
 from minippl.ops_arrays import Index
 import minippl.distributions as dist
 from minippl import handlers
-from minippl.distributions import constraints
+from minippl.distributions import constraint_registry, constraints
 from minippl.infer import SVI, Trace_ELBO, TraceMeanField_ELBO, check_gradients
 from minippl.infer.autoguide import (AutoDelta, AutoNormal, ToConstrained, init_to_feasible,
                                      init_to_mean, init_to_median, init_to_sample, init_to_value)
@@ -29,7 +29,7 @@ class PositiveNormal(dist.Normal):
                                         constraints.interval(0.0, 10.0), constraints.interval(-2.0, 3.0)])
 @pytest.mark.parametrize("event_dim", [0, 1])
 def test_to_constrained_value_and_log_density_match_finite_differences(constraint, event_dim):
-    layer = ToConstrained(constraints.biject_to(constraint), event_dim)
+    layer = ToConstrained(constraint_registry.biject_to(constraint), event_dim)
     u = RNG.standard_normal((3, 4))
     x, log_density = layer.forward(u)[0]
     assert np.all(constraint.check(x)) and log_density.shape == (3, 4)[:2 - event_dim]
@@ -52,7 +52,7 @@ def test_to_constrained_value_and_log_density_match_finite_differences(constrain
 
 
 def test_to_constrained_backward_with_one_output_unused():
-    layer = ToConstrained(constraints.biject_to(constraints.positive))
+    layer = ToConstrained(constraint_registry.biject_to(constraints.positive))
     u = RNG.standard_normal(3)
     (x, _), cache = layer.forward(u)
     np.testing.assert_allclose(layer.backward(cache, (np.ones(3), None), (True,))[0][0], x)

@@ -4,7 +4,7 @@ VJP of log |dx/du|), plus extreme inputs that must not produce NaN."""
 import numpy as np
 import pytest
 
-from minippl.distributions import constraints
+from minippl.distributions import constraint_registry, constraints
 from tests.finite_diff import check_vjp
 
 CONTINUOUS = [
@@ -25,7 +25,7 @@ def unconstrained_points(rng, shape=(4, 3)):
 @pytest.mark.parametrize("constraint", CONTINUOUS, ids=IDS)
 def test_round_trip_and_support(constraint):
     rng = np.random.default_rng(1)
-    transform = constraints.biject_to(constraint)
+    transform = constraint_registry.biject_to(constraint)
     u = unconstrained_points(rng)
     x = transform.forward(u)
     assert x.shape == u.shape and x.dtype == u.dtype
@@ -33,12 +33,11 @@ def test_round_trip_and_support(constraint):
     np.testing.assert_allclose(transform.inverse(x), u, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(transform.forward(transform.inverse(x)), x, rtol=1e-12)
     assert transform(u).shape == u.shape  # transforms are callable, as in torch
-    assert constraint.transform().codomain == constraint
 
 
 @pytest.mark.parametrize("constraint", CONTINUOUS, ids=IDS)
 def test_float32_stays_float32(constraint):
-    transform = constraints.biject_to(constraint)
+    transform = constraint_registry.biject_to(constraint)
     u = np.linspace(-3, 3, 7, dtype=np.float32)
     x = transform.forward(u)
     grad = np.ones_like(x)
@@ -49,7 +48,7 @@ def test_float32_stays_float32(constraint):
 
 @pytest.mark.parametrize("constraint", CONTINUOUS, ids=IDS)
 def test_transform_vjp_matches_finite_differences(constraint):
-    transform = constraints.biject_to(constraint)
+    transform = constraint_registry.biject_to(constraint)
     u = unconstrained_points(np.random.default_rng(2))
     check_vjp(lambda u: transform.forward(u), {"u": u},
               lambda cotangent, u: {"u": transform.vjp(u, transform.forward(u), cotangent)})
@@ -57,7 +56,7 @@ def test_transform_vjp_matches_finite_differences(constraint):
 
 @pytest.mark.parametrize("constraint", CONTINUOUS, ids=IDS)
 def test_log_abs_det_jacobian_vjp_matches_finite_differences(constraint):
-    transform = constraints.biject_to(constraint)
+    transform = constraint_registry.biject_to(constraint)
     u = unconstrained_points(np.random.default_rng(3))
 
     def log_det(u):
@@ -74,17 +73,17 @@ def test_log_abs_det_jacobian_vjp_matches_finite_differences(constraint):
 
 def test_log_abs_det_jacobian_values():
     u = np.array([-2.0, 0.0, 1.5])
-    exp = constraints.biject_to(constraints.positive)
+    exp = constraint_registry.biject_to(constraints.positive)
     np.testing.assert_allclose(exp.log_abs_det_jacobian(u, exp.forward(u)), u)
     lo, hi = -2.0, 5.0
     sigmoid = 1 / (1 + np.exp(-u))
-    interval = constraints.biject_to(constraints.interval(lo, hi))
+    interval = constraint_registry.biject_to(constraints.interval(lo, hi))
     expected = np.log((hi - lo) * sigmoid * (1 - sigmoid))
     np.testing.assert_allclose(interval.log_abs_det_jacobian(u, interval.forward(u)), expected, rtol=1e-12)
 
 
 def test_identity_returns_the_same_object():
-    transform = constraints.biject_to(constraints.real)
+    transform = constraint_registry.biject_to(constraints.real)
     u = np.zeros(3, dtype=np.float32)
     assert transform.forward(u) is u
     assert transform.inverse(u) is u
@@ -93,9 +92,9 @@ def test_identity_returns_the_same_object():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("constraint", CONTINUOUS[1:], ids=IDS[1:])
 def test_extreme_inputs_give_no_nan(constraint, dtype):
-    transform = constraints.biject_to(constraint)
+    transform = constraint_registry.biject_to(constraint)
     u = np.array([-1e30, -1e4, -800.0, -50.0, 0.0, 50.0, 800.0, 1e4, 1e30]).astype(dtype)
-    if isinstance(transform, (constraints.ExpTransform, constraints.LessThanTransform)):
+    if isinstance(transform, (constraint_registry.ExpTransform, constraint_registry.LessThanTransform)):
         u = u[u <= 50]  # exp overflows to inf beyond that; inf, not NaN, is the right answer there
     with np.errstate(over="raise", invalid="raise", divide="raise"):
         x = transform.forward(u)
@@ -108,14 +107,14 @@ def test_extreme_inputs_give_no_nan(constraint, dtype):
 
 
 def test_interval_inverse_is_finite_at_the_bounds():
-    transform = constraints.biject_to(constraints.interval(-1.0, 3.0))
+    transform = constraint_registry.biject_to(constraints.interval(-1.0, 3.0))
     for dtype in (np.float32, np.float64):
         u = transform.inverse(np.array([-1.0, 3.0], dtype=dtype))
         assert np.isfinite(u).all() and u[0] < 0 < u[1]
 
 
 def test_positive_inverse_of_tiny_values_is_finite():
-    transform = constraints.biject_to(constraints.positive)
+    transform = constraint_registry.biject_to(constraints.positive)
     assert np.isfinite(transform.inverse(np.array([1e-300, 1e300]))).all()
 
 
@@ -163,9 +162,9 @@ def test_constructor_errors():
     with pytest.raises(ValueError, match="empty"):
         constraints.interval(1.0, 1.0)
     with pytest.raises(NotImplementedError):
-        constraints.biject_to(constraints.boolean)
+        constraint_registry.biject_to(constraints.boolean)
     with pytest.raises(TypeError):
-        constraints.biject_to("positive")
+        constraint_registry.biject_to("positive")
 
 
 def test_equality_and_hash():
@@ -201,7 +200,7 @@ def test_new_constraints_check():
 def test_softplus_and_stick_breaking_extremes_give_no_nan(dtype):
     u = np.array([-1e30, -1e4, -800.0, -50.0, 0.0, 50.0, 800.0, 1e4]).astype(dtype)
     for constraint, point in [(constraints.softplus_positive, u), (constraints.simplex, u.reshape(2, 4))]:
-        t = constraints.biject_to(constraint)
+        t = constraint_registry.biject_to(constraint)
         with np.errstate(over="ignore"):
             x = t.forward(point)
             results = [x, t.vjp(point, x, np.ones_like(x)), t.log_abs_det_jacobian(point, x),
@@ -211,7 +210,7 @@ def test_softplus_and_stick_breaking_extremes_give_no_nan(dtype):
 
 
 def test_less_than_and_positive_definite():
-    t, u = constraints.biject_to(constraints.less_than(-1.0)), np.array([-2.0, 0.0, 1.5])
+    t, u = constraint_registry.biject_to(constraints.less_than(-1.0)), np.array([-2.0, 0.0, 1.5])
     np.testing.assert_allclose(t.forward(u), -1.0 - np.exp(u), rtol=1e-15)  # Pyro's upper_bound - exp(u)
     np.testing.assert_allclose(t.log_abs_det_jacobian(u, t.forward(u)), u)
     np.testing.assert_array_equal(constraints.less_than(0.5).check(np.array([-1.0, 0.5, 1.0, np.nan])), [1, 0, 0, 0])
@@ -226,4 +225,20 @@ def test_less_than_and_positive_definite():
     np.testing.assert_array_equal(pd.check(matrices), [1, 0, 0, 0, 0])  # one answer per matrix
     assert pd.check(np.eye(3)).shape == () and not pd.check(np.ones((2, 3))).any()
     with pytest.raises(NotImplementedError, match="lower_cholesky"):
-        constraints.biject_to(pd)
+        constraint_registry.biject_to(pd)
+
+
+def test_is_discrete_marks_exactly_the_sets_no_bijection_reaches():
+    # as torch: boolean and the integer sets are discrete; every continuous constraint but
+    # positive_definite (made from a lower_cholesky factor instead) has a bijection from R
+    named = [constraints.real, constraints.positive, constraints.softplus_positive, constraints.nonnegative,
+             constraints.boolean, constraints.integer, constraints.nonnegative_integer, constraints.simplex,
+             constraints.lower_cholesky, constraints.unit_interval, constraints.greater_than(1.0),
+             constraints.less_than(0.0), constraints.interval(-1.0, 2.0)]
+    assert {c.spec for c in named if c.is_discrete} == {"boolean", "integer", "nonnegative_integer"}
+    for c in named:
+        if c.is_discrete:
+            with pytest.raises(NotImplementedError, match="discrete"):
+                constraint_registry.biject_to(c)
+        else:
+            assert constraint_registry.biject_to(c).codomain == c

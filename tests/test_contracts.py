@@ -2,7 +2,7 @@
 
 Each contract is written once, in its base class's docstring, with a complete small example:
 ``Distribution`` (distributions/distribution.py), ``Module`` (nn/module.py) and ``Transform``
-(distributions/constraints.py). This file runs every registered distribution, every layer that
+(distributions/constraint_registry.py). This file runs every registered distribution, every layer that
 minippl.nn exports, every transform ``biject_to`` returns, and those three docstring examples,
 through its contract. Float64 finite differences (finite_diff.py) are the oracle for every
 derivative. A new distribution needs a case in CASES (a test says so); a new layer or transform
@@ -20,7 +20,7 @@ from finite_diff import check_vjp, directional_derivative
 
 import minippl.distributions as dist
 from minippl import nn, traced
-from minippl.distributions import constraints
+from minippl.distributions import constraint_registry, constraints
 from minippl.distributions.distribution import Distribution, check_args
 from minippl.nn.module import Module
 
@@ -42,7 +42,7 @@ def example_distribution():
 
 
 def example_transform():
-    return docstring_example(constraints.Transform)["Affine"]
+    return docstring_example(constraint_registry.Transform)["Affine"]
 
 
 def example_layer():
@@ -601,19 +601,19 @@ def transform_makers():
     makers = []
     for c in constraints_in_module():
         try:
-            constraints.biject_to(c)
+            constraint_registry.biject_to(c)
         except NotImplementedError:
             continue  # a discrete set (boolean): no transform reaches it
-        makers.append((f"biject_to({c.spec})", lambda c=c: (constraints.biject_to(c), c)))
+        makers.append((f"biject_to({c.spec})", lambda c=c: (constraint_registry.biject_to(c), c)))
     for a, b in [(1.0, 3.0), (-0.5, -2.0)]:
         makers.append((f"Affine({a}, {b}) (Transform's docstring)",
                        lambda a=a, b=b: (example_transform()(a, b), constraints.real)))
     return makers
 
 
-def test_every_transform_in_constraints_is_reached_by_biject_to():
-    defined = {cls for cls in vars(constraints).values() if isinstance(cls, type)
-               and issubclass(cls, constraints.Transform) and cls is not constraints.Transform}
+def test_every_transform_in_the_registry_is_reached_by_biject_to():
+    defined = {cls for cls in vars(constraint_registry).values() if isinstance(cls, type)
+               and issubclass(cls, constraint_registry.Transform) and cls is not constraint_registry.Transform}
     reached = {type(make()[0]) for name, make in transform_makers() if name.startswith("biject_to")}
     assert defined <= reached, f"not run through the contract: {sorted(c.__name__ for c in defined - reached)}"
     names = {n for n, _ in transform_makers()}

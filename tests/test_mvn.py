@@ -10,7 +10,7 @@ from finite_diff import check_vjp
 
 import minippl
 import minippl.distributions as dist
-from minippl.distributions import constraints
+from minippl.distributions import constraint_registry, constraints
 from minippl.distributions.transforms import LowerCholeskyTransform
 from minippl.infer import SVI, Trace_ELBO, TraceMeanField_ELBO, check_gradients
 from minippl.optim import Adam
@@ -191,7 +191,7 @@ def test_kl_vjps_match_finite_differences(kind_p, kind_q):
 
 # ---------------------------------------------------------------- lower_cholesky
 def test_lower_cholesky_constraint_and_transform():
-    t = constraints.biject_to(constraints.lower_cholesky)
+    t = constraint_registry.biject_to(constraints.lower_cholesky)
     assert isinstance(t, LowerCholeskyTransform) and t.codomain == constraints.lower_cholesky
     assert constraints.from_spec("lower_cholesky") is constraints.lower_cholesky
     good = np.array([[1.0, 0.0], [-3.0, 0.5]])

@@ -18,7 +18,7 @@ from hypothesis.extra import numpy as hnp
 import minippl
 import minippl.distributions as dist
 from minippl import handlers, nn
-from minippl.distributions import constraints
+from minippl.distributions import constraint_registry, constraints
 from minippl.nn import functional
 
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -250,7 +250,7 @@ CONSTRAINTS = st.one_of(
 @SETTINGS
 @given(st.data(), CONSTRAINTS, hnp.array_shapes(min_dims=0, max_dims=2, max_side=3), seeds)
 def test_transform_vjps(data, constraint, shape, seed):
-    transform = constraints.biject_to(constraint)
+    transform = constraint_registry.biject_to(constraint)
     u = data.draw(arrays(shape, -5, 5))
     assert_vjp(lambda u: transform.forward(u), {"u": u},
                lambda g, u: {"u": transform.vjp(u, transform.forward(u), g)}, seed)
@@ -340,7 +340,7 @@ def test_matmul_and_sum_backward(data, m, k, n, batch, seed):
 @given(st.data(), CONSTRAINTS, hnp.array_shapes(min_dims=0, max_dims=2, max_side=4),
        st.sampled_from([np.float64, np.float32]))
 def test_transforms_round_trip_and_land_in_the_support(data, constraint, shape, dtype):
-    transform = constraints.biject_to(constraint)
+    transform = constraint_registry.biject_to(constraint)
     u = data.draw(arrays(shape, -8, 8)).astype(dtype)
     x = transform.forward(u)
     assert np.dtype(getattr(x, "dtype", dtype)) == dtype

@@ -9,7 +9,7 @@ from finite_diff import check_vjp, directional_derivative
 
 import minippl
 import minippl.distributions as dist
-from minippl.distributions import constraints, transforms
+from minippl.distributions import constraint_registry, constraints, transforms
 from minippl.infer import SVI, Trace_ELBO, check_gradients
 from minippl.infer.autoguide import AutoNormal
 from minippl.optim import Adam
@@ -91,13 +91,13 @@ def test_affine_argument_vjps():
 
 
 def test_biject_to_new_constraints():
-    assert isinstance(constraints.biject_to(constraints.softplus_positive), T.SoftplusTransform)
-    assert isinstance(constraints.biject_to(constraints.simplex), T.StickBreakingTransform)
-    assert isinstance(constraints.biject_to(constraints.nonnegative), T.ExpTransform)
+    assert isinstance(constraint_registry.biject_to(constraints.softplus_positive), T.SoftplusTransform)
+    assert isinstance(constraint_registry.biject_to(constraints.simplex), T.StickBreakingTransform)
+    assert isinstance(constraint_registry.biject_to(constraints.nonnegative), T.ExpTransform)
     assert T.ExpTransform().codomain == constraints.positive
     for discrete in (constraints.integer, constraints.nonnegative_integer, constraints.boolean):
         with pytest.raises(NotImplementedError):
-            constraints.biject_to(discrete)
+            constraint_registry.biject_to(discrete)
 
 
 # ---------------------------------------------------------------- TransformedDistribution

@@ -1,9 +1,10 @@
 """minippl.distributions, imported as ``import minippl.distributions as dist``.
 
-Chapter 2 of the course (README.md): constraints.py, distribution.py, then one file per
+Chapter 2 of the course (README.md): constraints.py, constraint_registry.py, distribution.py, then one file per
 distribution, then kl.py.
 """
-from . import constraints, transforms
+from . import constraint_registry, constraints, transforms
+from .constraint_registry import biject_to
 from .bernoulli import Bernoulli
 from .binomial import Binomial
 from .categorical import Categorical

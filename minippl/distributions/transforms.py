@@ -1,21 +1,22 @@
 """Pyro's transforms: bijections with arguments, shape-changing ones, and their composition.
 
-Teaches: the Transform contract of constraints.py carried three steps further. A transform can
+Teaches: the Transform contract of constraint_registry.py carried three steps further. A transform can
 have arguments a gradient must reach (``AffineTransform(loc, scale)``: its VJPs w.r.t. loc and
 scale sit beside the one w.r.t. its input); it can map whole vectors and change their length
 (stick-breaking: R^(K-1) onto the K-simplex, a triangular Jacobian whose log-determinant is a
 sum); and transforms compose (the chain rule, run backwards over the parts). Pyro's names:
 ``ExpTransform``, ``SigmoidTransform``, ``SoftplusTransform``, ``AffineTransform``,
 ``StickBreakingTransform``, ``ComposeTransform``.
-Builds on constraints.py (the contract, ExpTransform and the sigmoid map are reused from there)
-and backend.py; it also gives ``biject_to`` its answers for softplus_positive and simplex.
+Builds on constraint_registry.py (the contract; ExpTransform and the sigmoid map are reused from
+there), constraints.py and backend.py; it gives ``biject_to`` its answers for softplus_positive,
+simplex and lower_cholesky.
 """
 import numpy as np
 
 from .. import backend
 from ..backend import array_module, grad_like, sigmoid, softplus
 from . import constraints
-from .constraints import ExpTransform, IdentityTransform, SigmoidAffineTransform, Transform
+from .constraint_registry import ExpTransform, IdentityTransform, SigmoidAffineTransform, Transform, register_bijection
 
 __all__ = ["AffineTransform", "ComposeTransform", "ExpTransform", "IdentityTransform", "LowerCholeskyTransform",
            "SigmoidTransform", "SoftplusTransform", "StickBreakingTransform", "Transform"]
@@ -358,16 +359,16 @@ class LowerCholeskyTransform(Transform):
         return lower + (diag / self._split(x)[2])[..., None] * eye
 
 
-@constraints.register_bijection(type(constraints.softplus_positive))
+@register_bijection(type(constraints.softplus_positive))
 def _softplus_bijection(constraint):
     return SoftplusTransform(codomain=constraint)
 
 
-@constraints.register_bijection(type(constraints.simplex))
+@register_bijection(type(constraints.simplex))
 def _stick_breaking_bijection(constraint):
     return StickBreakingTransform(codomain=constraint)
 
 
-@constraints.register_bijection(type(constraints.lower_cholesky))
+@register_bijection(type(constraints.lower_cholesky))
 def _lower_cholesky_bijection(constraint):
     return LowerCholeskyTransform(codomain=constraint)

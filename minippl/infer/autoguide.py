@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import backend, runtime
 from ..distributions import constraints
+from ..distributions.constraint_registry import IdentityTransform, biject_to
 from ..distributions.delta import Delta
 from ..distributions.multivariate_normal import LowRankMultivariateNormal, MultivariateNormal
 from ..distributions.normal import Normal
@@ -75,7 +76,7 @@ def init_to_feasible(site=None):
     """The point 0 of unconstrained space mapped into the support (0, 1, an interval's midpoint)."""
     if site is None:
         return init_to_feasible
-    return constraints.biject_to(site["fn"].support).forward(_float_zeros(site))
+    return biject_to(site["fn"].support).forward(_float_zeros(site))
 
 
 def init_to_sample(site=None):
@@ -130,7 +131,7 @@ class _initialise(runtime.Messenger):
 
 def _has_bijection(fn):
     try:
-        constraints.biject_to(fn.support)
+        biject_to(fn.support)
     except (NotImplementedError, TypeError):
         return False
     return True
@@ -152,7 +153,7 @@ class _LatentSite:
         self.name, fn = site["name"], site["fn"]
         try:
             self.support = fn.support
-            self.transform = constraints.biject_to(self.support)
+            self.transform = biject_to(self.support)
         except (NotImplementedError, TypeError) as error:
             raise ValueError(
                 f"{guide_name} cannot guide sample site '{self.name}' ({type(fn).__name__}): its support "
@@ -162,7 +163,7 @@ class _LatentSite:
         self.event_dim = fn.event_dim
         self.frames = [f for f in site["cond_indep_stack"] if f.dim is not None]  # vectorised plates
         self.constrain = ToConstrained(self.transform, self.event_dim)
-        self.is_real = isinstance(self.transform, constraints.IdentityTransform)
+        self.is_real = isinstance(self.transform, IdentityTransform)
         value = np.asarray(site["value"], dtype=backend.float_dtype(site["value"]))
         for frame in self.frames:  # subsampled: repeat the init periodically up to the full size
             if frame.full_size != frame.size:
