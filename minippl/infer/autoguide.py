@@ -4,24 +4,27 @@ latent sites, packed in a vector).
 
 Teaches: a guide built by reading the model (one blocked *prototype* run lists the latent sites,
 shapes, plates, supports), and the change of variables x = T(u), log q(x) = log q(u) - log|dx/du|,
-with T and that term as recorded layers so the tape carries their VJPs. Builds on elbo.py, plate.py.
+with T and that term as recorded layers so the tape carries their VJPs. Builds on
+initialization.py (the prototype run's first values), primitives.py, plate.py and nn/module.py.
 """
 import contextlib
 import statistics
 
 import numpy as np
 
-from .. import backend, runtime
+from .. import backend
 from ..distributions import constraints
 from ..distributions.constraint_registry import IdentityTransform, biject_to
 from ..distributions.delta import Delta
 from ..distributions.multivariate_normal import LowRankMultivariateNormal, MultivariateNormal
 from ..distributions.normal import Normal
-from ..handlers import block, seed, trace
+from ..handlers import block, trace
 from ..nn.module import Module
 from ..params import get_param_store
 from ..plate import plate
 from ..primitives import param, sample
+from .initialization import (InitMessenger, init_to_feasible, init_to_mean, init_to_median, init_to_sample,
+                             init_to_value, innermost_rng)
 
 
 # ---------------------------------------------------------------- recorded layers
@@ -63,86 +66,6 @@ class ToConstrained(Module):
 
     def extra_repr(self):
         return f"{self.transform!r}, event_dim={self.event_dim}"
-
-
-# ---------------------------------------------------------------- initialisation (Pyro's names)
-def _float_zeros(site):
-    fn = site["fn"]
-    dtype = backend.float_dtype(*[a for a in fn.arg_arrays().values()])
-    return np.zeros(fn.shape(site["kwargs"].get("sample_shape", ())), dtype)
-
-
-def init_to_feasible(site=None):
-    """The point 0 of unconstrained space mapped into the support (0, 1, an interval's midpoint)."""
-    if site is None:
-        return init_to_feasible
-    return biject_to(site["fn"].support).forward(_float_zeros(site))
-
-
-def init_to_sample(site=None):
-    """One draw from the prior."""
-    if site is None:
-        return init_to_sample
-    return site["fn"].sample(site["kwargs"].get("sample_shape", ()), rng=site["rng"])
-
-
-def init_to_median(site=None, num_samples=15):
-    """The elementwise median of ``num_samples`` prior draws (Pyro's default for AutoDelta)."""
-    if site is None:
-        return lambda site: init_to_median(site, num_samples)
-    draws = site["fn"].sample((num_samples,) + tuple(site["kwargs"].get("sample_shape", ())), rng=site["rng"])
-    value = np.median(draws, axis=0).astype(draws.dtype)
-    return value if np.all(site["fn"].support.check(value)) else init_to_feasible(site)
-
-
-def init_to_mean(site=None):
-    """The prior mean where the distribution has one, else the median."""
-    if site is None:
-        return init_to_mean
-    try:
-        return np.array(np.broadcast_to(site["fn"].mean, site["fn"].shape()))
-    except (AttributeError, NotImplementedError):
-        return init_to_median(site)
-
-
-def init_to_value(site=None, values=None):
-    """``values[name]`` for the sites it names, the median for the others."""
-    if site is None:
-        return lambda site: init_to_value(site, values)
-    values = values or {}
-    return np.asarray(values[site["name"]]) if site["name"] in values else init_to_median(site)
-
-
-class _initialise(runtime.Messenger):
-    """Give each latent site the value ``init_loc_fn(site)`` and each draw the caller's generator."""
-
-    def __init__(self, init_loc_fn, rng):
-        super().__init__()
-        self.init_loc_fn, self.rng = init_loc_fn, rng
-
-    def process_message(self, msg):
-        if msg["type"] in ("sample", "plate") and msg["rng"] is None:
-            msg["rng"] = self.rng
-        # a discrete site is left to draw from its prior; _LatentSite then says why it cannot be guided
-        if msg["type"] == "sample" and not msg["done"] and _has_bijection(msg["fn"]):
-            msg["value"] = self.init_loc_fn(msg)
-            msg["done"] = True
-
-
-def _has_bijection(fn):
-    try:
-        biject_to(fn.support)
-    except (NotImplementedError, TypeError):
-        return False
-    return True
-
-
-def _innermost_rng():
-    """The generator of the innermost active ``seed`` handler, else the global one."""
-    for handler in reversed(runtime._STACK):
-        if isinstance(handler, seed):
-            return handler.rng
-    return backend.global_rng()
 
 
 # ---------------------------------------------------------------- the guides
@@ -202,7 +125,7 @@ class AutoGuide:
         return self.forward(*args, **kwargs)
 
     def _setup_prototype(self, *args, **kwargs):
-        with block(hide_calls=True), trace() as tape, _initialise(self.init_loc_fn, _innermost_rng()):
+        with block(hide_calls=True), trace() as tape, InitMessenger(self.init_loc_fn, innermost_rng()):
             self.model(*args, **kwargs)
         self.prototype_trace = tape.trace
         self._sites = [_LatentSite(self.prefix, site) for site in tape.trace.sample_sites().values()
@@ -491,7 +414,7 @@ class AutoLowRankMultivariateNormal(AutoDiagonalNormal):
 
     def _latent_params(self, loc):
         rank = self.rank or int(round(self.latent_dim ** 0.5))
-        cov_factor = _innermost_rng().normal(0.0, rank ** -0.5, (loc.size, rank)).astype(loc.dtype)
+        cov_factor = innermost_rng().normal(0.0, rank ** -0.5, (loc.size, rank)).astype(loc.dtype)
         loc_param, (name, scale, constraint) = super()._latent_params(loc)  # the diagonal: Pyro's sqrt(1/2) of it
         return [loc_param, (name, 0.5 ** 0.5 * scale, constraint),
                 (f"{self.prefix}.cov_factor", cov_factor, constraints.real)]
