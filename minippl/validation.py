@@ -83,6 +83,19 @@ class ValidationError(ValueError):
         return text
 
 
+@contextlib.contextmanager
+def errors_say(**where):
+    """Add where it happened (``side="guide"``, ``step=3``) to a ValidationError raised inside,
+    unless an inner ``errors_say`` already said it: the ELBO and SVI label their errors this way."""
+    try:
+        yield
+    except ValidationError as error:
+        for key, value in where.items():
+            if getattr(error, key) is None:
+                setattr(error, key, value)
+        raise
+
+
 class NonFiniteError(ValidationError, FloatingPointError):
     """A NaN where a number was needed: both a ValueError (as Pyro's validation raises)
     and the FloatingPointError of SVI's NaN guard, so either ``except`` catches it."""

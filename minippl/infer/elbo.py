@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import backend, traced
 from ..handlers import replay, trace
-from ..validation import ValidationError, check_log_prob_shape, check_model_guide_match
+from ..validation import ValidationError, check_log_prob_shape, check_model_guide_match, errors_say
 from .tape import backpropagate, check_nothing_dangles
 
 
@@ -32,14 +32,10 @@ def get_traces(model, guide, args, kwargs, record=False):
     structural check of tape.py runs on the two traces.
     """
     with traced.recording(record):
-        try:
-            side = "guide"
+        with errors_say(side="guide"):
             guide_trace = trace(guide).get_trace(*args, **kwargs)
-            side = "model"
+        with errors_say(side="model"):
             model_trace = trace(replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
-        except ValidationError as error:
-            error.side = error.side or side  # say which program ran the refused site
-            raise
     check_model_guide_match(model_trace, guide_trace)
     if record:
         check_nothing_dangles(model_trace, guide_trace)

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 
 from ..params import get_param_store
-from ..validation import ValidationError, check_finite
+from ..validation import check_finite, errors_say
 
 
 class SVI:
@@ -56,11 +56,8 @@ class SVI:
 
     def step(self, *args, **kwargs):
         step = self.step_count + 1  # counts the updates made; a refused step makes none
-        try:
+        with errors_say(step=step):
             loss, grads, site_log_probs = self.loss.loss_and_grads(self.model, self.guide, *args, **kwargs)
-        except ValidationError as error:
-            error.step = step
-            raise
         store = get_param_store()
         params = {name: store.get_unconstrained(name) for name in grads}
         # checked in the dtype the optimiser will use: a finite float64 gradient can be inf in float32
