@@ -15,13 +15,14 @@ scaled log-probs, so the score function itself is not scaled again: for a
 subsample of m of N items, each item's term is weighted N/m once.
 
 The guide and the model run with traced values on (traced.py), so NumPy
-arithmetic between sites is on the tape. Builds on tape.py, handlers.py and plate.py.
+arithmetic between sites is on the tape. Builds on tape.py, guards.py, handlers.py and plate.py.
 """
 import numpy as np
 
 from .. import backend, traced
 from ..handlers import replay, trace
-from ..validation import ValidationError, check_log_prob_shape, check_model_guide_match, errors_say
+from ..validation import ValidationError, errors_say
+from .guards import check_log_prob_shape, check_model_guide_match
 from .tape import backpropagate, check_nothing_dangles
 
 

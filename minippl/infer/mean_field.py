@@ -5,12 +5,13 @@ Monte Carlo pair ``log p(z) - log q(z)`` has a closed-form expectation,
 ``-KL(q || p)``. Using it removes that noise from the gradient. The KL's own
 gradients w.r.t. the arguments of q and p are hand-written (distributions/kl.py);
 the value z still carries the gradient of everything downstream of it.
-Builds on elbo.py.
+Builds on elbo.py and guards.py.
 """
 import numpy as np
 
 from ..distributions.kl import kl_divergence, kl_divergence_vjp
-from .elbo import Trace_ELBO, check_log_prob_shape, cotangent, site_weight
+from .elbo import Trace_ELBO, cotangent, site_weight
+from .guards import check_log_prob_shape
 
 
 class TraceMeanField_ELBO(Trace_ELBO):

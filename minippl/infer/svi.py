@@ -3,14 +3,15 @@
 Teaches: ``SVI(model, guide, optim, loss).step(*args)`` does three things: ask
 the loss for its value and the gradient of every unconstrained param, check
 that nothing is NaN or inf, and let the optimiser update the param store in
-place. Builds on elbo.py, params.py and optim.py.
+place. Builds on elbo.py, guards.py (the NaN guard), params.py and optim.py.
 """
 import warnings
 
 import numpy as np
 
 from ..params import get_param_store
-from ..validation import check_finite, errors_say
+from ..validation import errors_say
+from .guards import check_finite
 
 
 class SVI:
