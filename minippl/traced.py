@@ -223,6 +223,14 @@ def _refuse_in_place(what, value=None):
         f"or np.where(mask, new, x).")
 
 
+def _as_method(numpy_function):
+    def method(self, *args, **kwargs):
+        return numpy_function(self, *args, **kwargs)
+
+    method.__name__ = numpy_function.__name__
+    return method
+
+
 class Traced:
     """An array produced by a record during a gradient run; behaves as the array it holds.
 
@@ -391,29 +399,13 @@ class Traced:
     def __getitem__(self, index):
         return FUNCTION_OPS["getitem"](self, index)
 
-    def sum(self, axis=None, keepdims=False, **kwargs):
-        return np.sum(self, axis=axis, keepdims=keepdims, **kwargs)
-
-    def mean(self, axis=None, keepdims=False, **kwargs):
-        return np.mean(self, axis=axis, keepdims=keepdims, **kwargs)
-
-    def max(self, axis=None, keepdims=False, **kwargs):
-        return np.max(self, axis=axis, keepdims=keepdims, **kwargs)
-
-    def min(self, axis=None, keepdims=False, **kwargs):
-        return np.min(self, axis=axis, keepdims=keepdims, **kwargs)
-
-    def cumsum(self, axis=None, **kwargs):
-        return np.cumsum(self, axis=axis, **kwargs)
-
-    def var(self, axis=None, ddof=0, keepdims=False, **kwargs):
-        return np.var(self, axis=axis, ddof=ddof, keepdims=keepdims, **kwargs)
-
-    def std(self, axis=None, ddof=0, keepdims=False, **kwargs):
-        return np.std(self, axis=axis, ddof=ddof, keepdims=keepdims, **kwargs)
-
-    def prod(self, *args, **kwargs):
-        return np.prod(self, *args, **kwargs)  # no VJP: raises, naming numpy.prod
+    # x.sum(axis) is np.sum(x, axis), and so on: an ndarray method takes its NumPy function's
+    # arguments in the same order, so each method below only hands itself to that function
+    # (which dispatches back to __array_function__ above, or raises for prod: it has no VJP)
+    sum, mean, max, min, cumsum, var, std, prod = map(
+        _as_method, (np.sum, np.mean, np.max, np.min, np.cumsum, np.var, np.std, np.prod))
+    swapaxes, squeeze, dot, argmax, argmin, any, all = map(
+        _as_method, (np.swapaxes, np.squeeze, np.dot, np.argmax, np.argmin, np.any, np.all))
 
     def reshape(self, *shape):
         return np.reshape(self, shape[0] if len(shape) == 1 else shape)
@@ -426,29 +418,8 @@ class Traced:
     def transpose(self, *axes):
         return np.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
 
-    def swapaxes(self, axis1, axis2):
-        return np.swapaxes(self, axis1, axis2)
-
-    def squeeze(self, axis=None):
-        return np.squeeze(self, axis=axis)
-
     def clip(self, min=None, max=None):  # noqa: A002 (NumPy's names)
         return np.clip(self, min, max)
 
-    def dot(self, other):
-        return np.dot(self, other)
-
     def copy(self):
         return FUNCTION_OPS["copy"](self)
-
-    def argmax(self, axis=None):
-        return np.argmax(self, axis=axis)
-
-    def argmin(self, axis=None):
-        return np.argmin(self, axis=axis)
-
-    def any(self, axis=None):
-        return np.any(self, axis=axis)
-
-    def all(self, axis=None):
-        return np.all(self, axis=axis)
