@@ -1,7 +1,8 @@
-"""Gamma and Beta (distributions/gamma.py): the implicit slope dz/da against the inverse CDF moved at
-fixed u, reparameterised gradients of expectations against their closed forms (within Monte Carlo
-error), log-densities against SciPy, sampling by Kolmogorov-Smirnov, the KLs against numerical
-integration, ELBO gradients by check_gradients, and Pyro's coin example trained by SVI."""
+"""Gamma and Beta (distributions/gamma.py, distributions/beta.py): the implicit slopes dz/da (and the
+Beta's dz/db) against the inverse CDF moved at fixed u, reparameterised gradients of expectations
+against their closed forms (within Monte Carlo error), log-densities against SciPy, sampling by
+Kolmogorov-Smirnov, the KLs against numerical integration, ELBO gradients by check_gradients, and
+Pyro's coin example trained by SVI."""
 import numpy as np
 import pytest
 import scipy.integrate
@@ -12,6 +13,7 @@ from finite_diff import check_vjp
 import minippl
 import minippl.distributions as dist
 from minippl.distributions import constraints
+from minippl.distributions.beta import beta_slopes
 from minippl.distributions.gamma import dgammainc_da, standard_gamma_slope
 from minippl.infer import SVI, Trace_ELBO, TraceMeanField_ELBO, check_gradients
 from minippl.optim import Adam
@@ -45,6 +47,44 @@ def test_cdf_slope_matches_a_finite_difference_of_gammainc():
     numeric = (8 * (cdf(a + h) - cdf(a - h)) - (cdf(a + 2 * h) - cdf(a - 2 * h))) / (12 * h)
     mask = np.abs(numeric) > 1e-250
     np.testing.assert_allclose(dgammainc_da(a, z)[mask], numeric[mask], rtol=1e-6)
+
+
+BETA_PARAMS = [0.1, 1.5, 200.0]
+
+
+def five_point(f, x, h):
+    return (8 * (f(x + h) - f(x - h)) - (f(x + 2 * h) - f(x - 2 * h))) / (12 * h)
+
+
+@pytest.mark.parametrize("a", BETA_PARAMS)
+@pytest.mark.parametrize("b", BETA_PARAMS)
+def test_beta_slopes_are_the_inverse_cdf_moved_at_fixed_u(a, b):
+    # z(a, b) = I^-1(u; a, b) (SciPy's betaincinv) at fixed u: its five-point differences in a and b
+    # (relative step 1e-4) are the exact slopes. In the upper half the digits are in y = 1 - z, and
+    # I_z(a, b) = 1 - I_y(b, a): there y is the inverse of the upper tail u_c = I_y(b, a), taken at the
+    # float z itself (y = 1 - z is exact for z >= 1/2), and dz = -dy. Where y rounds away (z == 1.0)
+    # there is no float64 draw to differentiate: the sampler clips those below 1.
+    for u in [1e-6, 0.01, 0.3, 0.5, 0.7, 0.99, 1 - 1e-6]:
+        if u < 0.5:
+            z = sp.betaincinv(a, b, u)
+            inverse = lambda a, b: sp.betaincinv(a, b, u)  # noqa: E731
+        else:
+            z = 1 - sp.betaincinv(b, a, 1 - u)
+            if z == 1:
+                continue
+            u_c = sp.betainc(b, a, 1 - z)
+            inverse = lambda a, b: -sp.betaincinv(b, a, u_c)  # noqa: E731  (z - 1: the same slopes)
+        numeric_a = five_point(lambda t: inverse(t, b), a, 1e-4 * a)
+        numeric_b = five_point(lambda t: inverse(a, t), b, 1e-4 * b)
+        # rtol: finite_diff.py's 1e-6 (measured: within 8e-8; mpmath puts the slopes within 1.4e-11)
+        np.testing.assert_allclose(beta_slopes(a, b, z), (numeric_a, numeric_b), rtol=1e-6,
+                                   err_msg=f"a={a}, b={b}, u={u}, z={z}")
+
+
+def test_beta_slopes_refuse_to_truncate():
+    # a + b = 2e9 needs ~ 8.3 sqrt(a + b) = 3.7e5 series terms, beyond the cap: an error, not a guess
+    with pytest.raises(ArithmeticError, match="did not converge"):
+        beta_slopes(1e9, 1e9, 0.5)
 
 
 def test_gamma_rsample_vjp_is_the_scaled_slope():
@@ -83,13 +123,20 @@ def test_gamma_reparameterised_gradients_of_expectations(a, rate):
     assert_within_monte_carlo_error(grads["rate"], -2 * a * (a + 1) / rate**3)
 
 
-@pytest.mark.parametrize("a, b", [(0.5, 0.5), (2.0, 5.0), (30.0, 4.0)])
+@pytest.mark.parametrize("a, b", [(0.1, 0.3), (0.5, 0.5), (2.0, 5.0), (30.0, 4.0), (200.0, 0.1)])
 def test_beta_reparameterised_gradients_of_expectations(a, b):
     args = dict(concentration1=a, concentration0=b)
     # E[z] = a / (a + b): d/da = b / (a + b)^2, d/db = -a / (a + b)^2
     grads = per_draw_gradients(dist.Beta, args, np.ones_like)
     assert_within_monte_carlo_error(grads["concentration1"], b / (a + b) ** 2)
     assert_within_monte_carlo_error(grads["concentration0"], -a / (a + b) ** 2)
+    # E[z^2] = a (a + 1) / (s (s + 1)), s = a + b: d/db = -a (a + 1) (2s + 1) / (s (s + 1))^2 and
+    # d/da = (2a + 1) / (s (s + 1)) + d/db  (f = z^2: df/dz = 2z)
+    s = a + b
+    d_db = -a * (a + 1) * (2 * s + 1) / (s * (s + 1)) ** 2
+    grads = per_draw_gradients(dist.Beta, args, lambda z: 2 * z, seed=2)
+    assert_within_monte_carlo_error(grads["concentration1"], (2 * a + 1) / (s * (s + 1)) + d_db)
+    assert_within_monte_carlo_error(grads["concentration0"], d_db)
     # E[log z] = psi(a) - psi(a + b): d/da = psi'(a) - psi'(a + b), d/db = -psi'(a + b)
     grads = per_draw_gradients(dist.Beta, args, lambda z: 1 / z, seed=1)
     assert_within_monte_carlo_error(grads["concentration1"], sp.polygamma(1, a) - sp.polygamma(1, a + b))

@@ -4,9 +4,9 @@ Each distribution that ``minippl.distributions`` exports (the wrappers ``Indepen
 ``MaskedDistribution`` and ``TransformedDistribution`` aside: theirs are their base's) must
 have a row, and each row must say what the code says:
 
-* rsample: ``none`` where ``has_rsample`` is False; ``implicit`` where the draw is made from
-  gamma.py's Gamma draws (the class lives in gamma.py, or its module imports gamma.py's
-  sampler), whose gradient is the implicit slope; ``explicit`` otherwise;
+* rsample: ``none`` where ``has_rsample`` is False; ``implicit`` where the gradient is an
+  implicit slope (the class lives in gamma.py or beta.py, or is made from gamma.py's Gamma
+  draws: its module imports gamma.py's sampler); ``explicit`` otherwise;
 * KL: ``yes`` where ``kl_divergence(d, d)`` has a closed form (kl.py's pairs are all of one
   family), ``no`` where it raises ``NotImplementedError``;
 * ``enumerate_support``: ``has_enumerate_support`` (Pyro's flag), or else whether the method exists;
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import minippl.distributions as dist
-from minippl.distributions import gamma
+from minippl.distributions import beta, gamma
 
 README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 HEADING = "## The distributions at a glance"
@@ -66,7 +66,7 @@ def facts(d):
     module = inspect.getmodule(type(d))
     if not d.has_rsample:
         rsample = "none"
-    elif module is gamma or getattr(module, "Gamma", None) is gamma.Gamma or hasattr(module, "_standard_gamma"):
+    elif module in (gamma, beta) or getattr(module, "Gamma", None) is gamma.Gamma or hasattr(module, "_standard_gamma"):
         rsample = "implicit"
     else:
         rsample = "explicit"

@@ -6,6 +6,7 @@ distribution, then kl.py.
 from . import constraint_registry, constraints, transforms
 from .constraint_registry import biject_to
 from .bernoulli import Bernoulli
+from .beta import Beta
 from .binomial import Binomial
 from .categorical import Categorical
 from .cauchy import Cauchy
@@ -14,7 +15,7 @@ from .delta import Delta
 from .dirichlet import Dirichlet
 from .distribution import Distribution, Independent, MaskedDistribution
 from .exponential import Exponential, Laplace
-from .gamma import Beta, Gamma
+from .gamma import Gamma
 from .gumbel import Gumbel
 from .half import HalfCauchy, HalfNormal
 from .kl import kl_divergence, kl_divergence_vjp

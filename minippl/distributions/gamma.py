@@ -1,4 +1,4 @@
-"""Gamma and Beta: implicit reparameterisation, a gradient through a sampler without a formula.
+"""Gamma: implicit reparameterisation, a gradient through a sampler without a formula.
 
 Teaches: a draw need not be a closed-form ``f(args, noise)`` to be differentiated. For any
 continuous ``z ~ F(.; theta)``, hold the quantile ``u = F(z; theta)`` fixed and move ``theta``:
@@ -38,10 +38,9 @@ of ``1 - u`` in the upper half, where that keeps the tail's digits): it is exact
 ``rsample_vjp`` by redrawing with the same noise. Any exact sampler (NumPy's
 ``standard_gamma``) would give the same gradient in distribution; the gradient formula does not
 use the sampler. ``Gamma(a, rate)`` is ``z1 / rate`` with ``z1 ~ Gamma(a, 1)``
-(``dz/drate = -z / rate``), and ``Beta(a, b)`` is ``x / (x + y)`` with ``x ~ Gamma(a, 1)``,
-``y ~ Gamma(b, 1)``: its slopes follow by the chain rule. Draws are made in float64 and clipped
-away from 0 (and, for Beta, from 1) by the dtype's tiny (resolution), so a float32 ``log z`` is
-finite. Builds on distribution.py and counts.py (``lgamma``: SciPy, CuPy's on a GPU).
+(``dz/drate = -z / rate``). Draws are made in float64 and clipped away from 0 by the dtype's
+tiny, so a float32 ``log z`` is finite. beta.py applies the same idea to the Beta's own CDF.
+Builds on distribution.py and counts.py (``lgamma``: SciPy, CuPy's on a GPU).
 """
 import numpy as np
 from scipy import special
@@ -68,8 +67,9 @@ def digamma(x):
 
 
 # ---------------------------------------------------------------- the slope dz/da of Gamma(a, 1)
-def _converged_loop(state, step, active_state_names):
-    """Run ``step(n, state) -> (state, done)`` on shrinking arrays until every element is done."""
+def _converged_loop(state, step, active_state_names, what):
+    """Run ``step(n, state) -> (state, done)`` on shrinking arrays until every element is done;
+    ``what`` (the sum being run) names it in the error raised if some element is not done in time."""
     out = {k: v.copy() for k, v in state.items()}
     index = np.arange(next(iter(state.values())).size)
     for n in range(1, _MAX_TERMS):
@@ -81,8 +81,9 @@ def _converged_loop(state, step, active_state_names):
                 out[k][index[done]] = state[k][done]
             state = {k: v[~done] for k, v in state.items()}
             index = index[~done]
-    for k in active_state_names:  # not converged within _MAX_TERMS: what we have
-        out[k][index] = state[k]
+    if index.size:  # nothing wrong is silent: a truncated sum would be a wrong gradient
+        raise ArithmeticError(f"{what} did not converge within {_MAX_TERMS} terms at {index.size} element(s); "
+                              "the parameters are beyond the range this module documents")
     return out
 
 
@@ -97,7 +98,7 @@ def _series_slope(a, z):
         return dict(st, H=H, s=s, S=S, T=T), done
 
     one, zero = np.ones_like(z), np.zeros_like(z)
-    out = _converged_loop(dict(a=a, z=z, s=one, S=one, T=zero, H=zero), step, ("S", "T"))
+    out = _converged_loop(dict(a=a, z=z, s=one, S=one, T=zero, H=zero), step, ("S", "T"), "the Gamma CDF's series")
     # P = z^a e^-z / Gamma(a + 1) * S, so dP/da = z^a e^-z / Gamma(a + 1) * ((log z - psi(a + 1)) S - T);
     # divided by -p(z) = -z^(a-1) e^-z / Gamma(a), the prefactor leaves z / a
     return z / a * (out["T"] - (np.log(z) - special.digamma(a + 1)) * out["S"])
@@ -125,7 +126,7 @@ def _fraction_slope(a, z):
     # A_{-1} = 1, A_0 = 0, B_{-1} = 0, B_0 = 1 (the fraction has b_0 = 0)
     start = dict(a=a, z=z, A2=one, A1=zero, B2=zero, B1=one, dA2=zero, dA1=zero, dB2=zero, dB1=zero,
                  f=zero, df=zero)
-    out = _converged_loop(start, step, ("f", "df"))
+    out = _converged_loop(start, step, ("f", "df"), "the Gamma CDF's continued fraction")
     # Q = z^a e^-z / Gamma(a) * f, dQ/da = z^a e^-z / Gamma(a) * (f (log z - psi(a)) + df); dz/da = dQ/da / p(z)
     return z * (out["f"] * (np.log(z) - special.digamma(a)) + out["df"])
 
@@ -160,13 +161,19 @@ def dgammainc_da(a, z):
     return -standard_gamma_slope(a, z) * np.exp((a - 1) * np.log(z) - z - special.gammaln(a))
 
 
+def _inverse_cdf_draw(rng, shape, inverse, upper_inverse, *params):
+    """Draws of ``shape`` in float64: ``inverse(*params, u)`` of a uniform u, or, where u >= 1/2,
+    ``upper_inverse(*params, 1 - u)`` from the upper tail: 1 - u is exact there and keeps its digits."""
+    params = [np.broadcast_to(np.asarray(backend.to_host(p), np.float64), shape) for p in params]
+    u = rng.random(shape)
+    lower = u < 0.5
+    return np.where(lower, inverse(*params, np.where(lower, u, 0.25)),
+                    upper_inverse(*params, np.where(lower, 0.75, 1 - u)))
+
+
 def _standard_gamma(rng, a, shape):
     """Gamma(a, 1) draws of ``shape`` in float64 by the inverse CDF, clipped to >= tiny."""
-    a = np.broadcast_to(np.asarray(backend.to_host(a), np.float64), shape)
-    u = rng.random(shape)
-    lower = u < 0.5  # the upper half from the upper tail: 1 - u is exact there and keeps Q's digits
-    z = np.where(lower, special.gammaincinv(a, np.where(lower, u, 0.25)),
-                 special.gammainccinv(a, np.where(lower, 0.75, 1 - u)))
+    z = _inverse_cdf_draw(rng, shape, special.gammaincinv, special.gammainccinv, a)
     return np.maximum(z, np.finfo(np.float64).tiny)
 
 
@@ -259,95 +266,4 @@ class Gamma(Distribution):
             grads["concentration"] = grad_like(g * (xp.log(rate) + log_x - digamma(a)), self.concentration)
         if "rate" in wrt:  # d/drate log p = a / rate - z
             grads["rate"] = grad_like(g * (a / rate - x), self.rate)
-        return grads
-
-
-class Beta(Distribution):
-    """Beta(concentration1, concentration0): density ``z^(a-1) (1-z)^(b-1) / B(a, b)`` on (0, 1),
-    a = concentration1, b = concentration0; mean a / (a + b) (torch's names).
-
-    >>> d = Beta(np.array([1.0, 2.0]), 2.0)
-    >>> d.log_prob(np.array(0.5))  # log 2 + log 0.5; log 6 + 2 log 0.5
-    array([0.        , 0.40546511])
-    >>> d.mean
-    array([0.33333333, 0.5       ])
-    """
-
-    has_rsample = True
-    arg_names = ("concentration1", "concentration0")
-    arg_constraints = {"concentration1": constraints.positive, "concentration0": constraints.positive}
-    support = constraints.unit_interval  # closed [0, 1], as torch's
-
-    def __init__(self, concentration1, concentration0, validate_args=None):
-        batch_shape = check_args("Beta", concentration1=concentration1, concentration0=concentration0)
-        self.concentration1 = concentration1  # as given: the ELBO finds gradients by id()
-        self.concentration0 = concentration0
-        super().__init__(batch_shape, validate_args=validate_args)
-
-    @property
-    def mean(self):
-        xp, _, (a, b) = promote(self.concentration1, self.concentration0)
-        return xp.broadcast_to(a / (a + b), self.batch_shape)
-
-    @property
-    def variance(self):
-        xp, _, (a, b) = promote(self.concentration1, self.concentration0)
-        total = a + b
-        return xp.broadcast_to(a * b / (total * total * (total + 1)), self.batch_shape)  # ab / ((a+b)^2 (a+b+1))
-
-    @property
-    def stddev(self):
-        return backend.array_module(self.variance).sqrt(self.variance)
-
-    def rsample_with_noise(self, sample_shape=(), rng=None):
-        rng = backend.global_rng() if rng is None else rng
-        xp, dtype, (a, b) = promote(self.concentration1, self.concentration0)
-        shape = self.shape(sample_shape)
-        x, y = xp.asarray(_standard_gamma(rng, a, shape)), xp.asarray(_standard_gamma(rng, b, shape))
-        info = np.finfo(dtype)  # z = x / (x + y), kept inside (0, 1) in dtype
-        z = xp.clip((x / (x + y)).astype(dtype), info.tiny, 1 - info.epsneg)
-        return z, (x, y)
-
-    def rsample_vjp(self, noise, grad_value, wrt):
-        x, y = noise
-        xp, dtype, (a, b, g) = promote(self.concentration1, self.concentration0, grad_value)
-        total = x + y
-        grads = {}
-        for name in self._check_wrt(wrt, with_value=False):
-            if name == "concentration1":  # dz/da = d/dx (x / (x + y)) dx/da = y / (x + y)^2 dx/da
-                slope = xp.asarray(_host_slope(a, x))
-                grads[name] = grad_like((g * y / (total * total) * slope).astype(dtype), self.concentration1)
-            else:  # dz/db = d/dy (x / (x + y)) dy/db = -x / (x + y)^2 dy/db
-                slope = xp.asarray(_host_slope(b, y))
-                grads[name] = grad_like((-g * x / (total * total) * slope).astype(dtype), self.concentration0)
-        return grads
-
-    def _parts(self, value, *more):
-        xp, dtype, (x, a, b, *more) = promote(value, self.concentration1, self.concentration0, *more)
-        inside = (x > 0) & (x < 1)
-        x = xp.where(inside, x, 0.5)  # logs only ever see (0, 1)
-        return xp, inside, x, a, b, more
-
-    def log_prob(self, value):
-        xp, inside, x, a, b, _ = self._parts(value)
-        # log p = (a - 1) log z + (b - 1) log(1 - z) - log B(a, b); at z = 0 or 1 (torch's support is
-        # [0, 1]) the vanishing factor's power gives 0, +inf or -inf, as for the Gamma at 0
-        log_p = (a - 1) * xp.log(x) + (b - 1) * xp.log1p(-x) - _special("betaln", a, b)
-        z = promote(value)[2][0]
-        edge = xp.where(z == 0, _power_of_zero(a - 1, xp), _power_of_zero(b - 1, xp)) - _special("betaln", a, b)
-        return self._batch_result(xp.where(inside, log_p, xp.where((z == 0) | (z == 1), edge, -xp.inf)), value)
-
-    def log_prob_vjp(self, value, grad_log_prob, wrt):
-        wrt = self._check_wrt(wrt)
-        xp, inside, x, a, b, (g,) = self._parts(value, grad_log_prob)
-        g = xp.where(inside, g, 0)  # no gradient where log p = -inf
-        grads = {}
-        if "value" in wrt:  # d/dz log p = (a - 1) / z - (b - 1) / (1 - z)
-            grads["value"] = grad_like(g * ((a - 1) / x - (b - 1) / (1 - x)), value)
-        if "concentration1" in wrt or "concentration0" in wrt:
-            psi_total = digamma(a + b)  # d/da log B(a, b) = psi(a) - psi(a + b)
-        if "concentration1" in wrt:  # d/da log p = log z - psi(a) + psi(a + b)
-            grads["concentration1"] = grad_like(g * (xp.log(x) - digamma(a) + psi_total), self.concentration1)
-        if "concentration0" in wrt:  # d/db log p = log(1 - z) - psi(b) + psi(a + b)
-            grads["concentration0"] = grad_like(g * (xp.log1p(-x) - digamma(b) + psi_total), self.concentration0)
         return grads

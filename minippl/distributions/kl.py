@@ -10,10 +10,11 @@ the distributions it pairs and on Independent from distribution.py.
 """
 from .. import backend
 from ..backend import array_module, broadcast_shapes, unsum_last
+from .beta import Beta
 from .dirichlet import Dirichlet
 from .distribution import Independent, grad_like, promote
 from .exponential import Exponential, Laplace
-from .gamma import Beta, Gamma, _special, digamma
+from .gamma import Gamma, _special, digamma
 from .lognormal import LogNormal
 from .multivariate_normal import MultivariateNormal, solve_tril
 from .normal import Normal
