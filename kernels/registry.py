@@ -128,11 +128,14 @@ def _(k, x):
 
 # ---------------------------------------------------------------- the optimiser, and the finiteness check before an update
 @entry("adam_update_all")
-def _(k, work, clipped):
-    """All params in one kernel call; the step counts (and ClippedAdam's decayed lr) as the reference."""
+def _(k, work, clipped, only_if=None):
+    """All params in one kernel call; the step counts (and ClippedAdam's decayed lr) as the reference.
+    A flag ``only_if`` goes to a kernel that reads it on the device (the GPU's); the CPU's does not."""
     arrays = [a for param, grad, state, _ in work for a in (param, grad, state["exp_avg"], state["exp_avg_sq"])]
     kind = type(arrays[0])
     if not all(type(a) is kind and a.dtype == _FLOAT32 and a.flags.c_contiguous for a in arrays):
+        return NotImplemented
+    if only_if is not None and not (getattr(k, "ADAM_READS_FLAG", False) and type(only_if) is kind):
         return NotImplemented
     settings = []
     for _, _, state, hyper in work:
@@ -145,14 +148,17 @@ def _(k, work, clipped):
                        "clipped_adam": True}
         settings.append(k.adam_settings(beta1=beta1, beta2=beta2, eps=hyper["eps"], step=state["step"],
                                         weight_decay=hyper["weight_decay"], **options))
-    k.adam_update_many(*zip(*[(p, g, s["exp_avg"], s["exp_avg_sq"]) for p, g, s, _ in work]), settings)
+    arrays = zip(*[(p, g, s["exp_avg"], s["exp_avg_sq"]) for p, g, s, _ in work])
+    if only_if is None:
+        k.adam_update_many(*arrays, settings)
+    else:
+        k.adam_update_many(*arrays, settings, only_if)
     return None
-
 
 
 @entry("all_finite_many")
 def _(k, arrays):
     kind = type(arrays[0])
-    if not (hasattr(k, "all_finite_many") and all(type(a) is kind and a.dtype == _FLOAT32 for a in arrays)):
-        return NotImplemented  # (kernels/gpu.py has no such kernel yet)
+    if not all(type(a) is kind and a.dtype == _FLOAT32 for a in arrays):
+        return NotImplemented
     return k.all_finite_many(arrays)

@@ -6,7 +6,12 @@ array library asks the arrays for it with :func:`array_module`. Gradients of a
 broadcast argument are summed back to the argument's shape by :func:`sum_to_shape`,
 the one helper every hand-written VJP in the library ends with. Builds on NumPy alone.
 """
+import warnings
+
 import numpy as np
+
+
+_ARRAY_MODULES = {}  # array type -> its array module, for arrays that are not NumPy's
 
 
 def array_module(*arrays):
@@ -16,11 +21,29 @@ def array_module(*arrays):
     anywhere. CuPy is imported lazily: it is an optional dependency.
     """
     for a in arrays:
-        if type(a).__module__.startswith("cupy"):
+        kind = type(a)
+        if kind in _ARRAY_MODULES:
+            return _ARRAY_MODULES[kind]
+        if kind.__module__.startswith("cupy"):
             import cupy
 
             return cupy
     return np
+
+
+def on_device(x):
+    """True for an array in GPU memory (a CuPy array), found by its type: nothing is imported."""
+    kind = type(x)
+    return kind in _ARRAY_MODULES or kind.__module__.startswith("cupy")
+
+
+def register_array_module(array_type, module):
+    """Make ``array_module`` answer ``module`` for arrays of ``array_type`` (None: forget it).
+    CuPy is found by its name; the tests register a counting stand-in for a GPU this way."""
+    if module is None:
+        _ARRAY_MODULES.pop(array_type, None)
+    else:
+        _ARRAY_MODULES[array_type] = module
 
 
 def is_float_array(value):
@@ -184,12 +207,32 @@ def global_rng():
     return _GLOBAL_RNG
 
 
+_DEVICE_GENERATORS = []  # (host generator, array module, its device generator), most recent first
+
+
+def device_generator(rng, xp):
+    """The random generator on ``xp``'s device (a GPU) that stands for the host generator ``rng``.
+
+    Drawing noise on the host and copying it over would cost a copy per draw; instead the device
+    gets its own generator, seeded once by a draw from ``rng`` (a host number, passed as a
+    kernel argument: no copy), so a seeded run draws the same noise again. The few most recent
+    pairs are kept (the global generator, a ``seed`` handler's).
+    """
+    for host, module, device in _DEVICE_GENERATORS:
+        if host is rng and module is xp:
+            return device
+    device = xp.random.default_rng(int(rng.integers(2**63)))
+    _DEVICE_GENERATORS.insert(0, (rng, xp, device))
+    del _DEVICE_GENERATORS[8:]
+    return device
+
+
 def standard_normal(rng, shape, dtype, like=None):
     """Draw N(0, 1) noise of ``shape`` and ``dtype`` on the device of ``like``."""
     xp = array_module(like)
     if xp is np:
         return rng.standard_normal(shape, dtype=np.float32 if dtype == np.float32 else np.float64)
-    return xp.asarray(rng.standard_normal(shape), dtype=dtype)  # GPU backends replace this
+    return device_generator(rng, xp).standard_normal(shape, dtype=dtype)
 
 
 def uniform(rng, shape, dtype, like=None):
@@ -197,7 +240,7 @@ def uniform(rng, shape, dtype, like=None):
     xp = array_module(like)
     if xp is np:
         return rng.random(shape, dtype=np.float32 if dtype == np.float32 else np.float64)
-    return xp.asarray(rng.random(shape), dtype=dtype)
+    return device_generator(rng, xp).random(shape, dtype=dtype)
 
 
 # ---------------------------------------------------------------- backends: reference or fused
@@ -206,7 +249,7 @@ def uniform(rng, shape, dtype, like=None):
 # minippl/kernels/registry.py: kernels/cpu.py for NumPy arrays, kernels/gpu.py for CuPy arrays (the
 # device follows the arrays). What a kernel does not take (float64, broadcast or strided arrays)
 # still runs the reference, under either backend.
-_BACKEND = None  # chosen on first use: "numba" if Numba imports, else "numpy"
+_BACKEND = None  # chosen on first use: "numba" if the fused kernels load, else "numpy" (with a warning)
 _CPU_KERNELS = None
 _REGISTRY = None
 _PLUGGED = None  # (load_cpu, load_gpu, entries), given by minippl/kernels when it loads
@@ -239,19 +282,23 @@ def set_backend(name):
                 raise ImportError("no fused kernels are plugged in (minippl.kernels did not load)")
             load_cpu, _, entries = _PLUGGED
             cpu = load_cpu()
-        except ImportError as error:
-            raise ImportError(f"set_backend('numba') needs Numba ({error}); install it with "
-                              f"pip install numba, or use set_backend('numpy')") from None
+        except Exception as error:  # an ImportError, or a Numba that breaks on this NumPy in its own way
+            raise ImportError(f"set_backend('numba') could not load the fused CPU kernels: {type(error).__name__}: "
+                              f"{error}. Numba is a dependency of minippl: pip install -U numba (one that supports "
+                              f"NumPy {np.__version__}), or choose the reference with set_backend('numpy')") from error
         _CPU_KERNELS, _REGISTRY = cpu, entries
     _BACKEND = name
 
 
 def get_backend():
-    """The active backend: ``"numba"`` by default where Numba imports, else ``"numpy"``."""
+    """The active backend: ``"numba"`` by default; ``"numpy"``, with a warning naming the cause, where
+    the fused kernels fail to load (nothing wrong is silent: the reference is several times slower)."""
     if _BACKEND is None:
         try:
             set_backend("numba")
-        except ImportError:
+        except ImportError as error:
+            warnings.warn(f"minippl runs the NumPy reference, not the fused kernels: {error}", RuntimeWarning,
+                          stacklevel=2)
             set_backend("numpy")
     return _BACKEND
 

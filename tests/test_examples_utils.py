@@ -130,6 +130,15 @@ def test_saved_grids_are_gray_pngs_of_the_grid(tmp_path):
     assert np.all(reconstructions[0, :, :3] == 1)  # the padding stays white
 
 
+def test_saved_grids_take_fewer_than_32_test_images(tmp_path):
+    # --test-limit under 32: as many (original, reconstruction) pairs as there are test images
+    vae = vae_mnist.VAE(z_dim=4, hidden_dim=16)
+    x_test = np.random.default_rng(3).random((5, 784)).astype(np.float32)
+    vae_mnist.save_pictures(vae, x_test, tmp_path, 1, np.random.default_rng(0))
+    reconstructions = plt.imread(tmp_path / "reconstructions_epoch_001.png")
+    assert reconstructions.shape == (2 * 30 + 2, 8 * 30 + 2, 4)  # 10 digits: two rows of the 8-wide grid
+
+
 ROWS = [{"epoch": 1, "train_loss": 193.1, "test_loss": 158.7, "seconds": 2.0},
         {"epoch": 2, "train_loss": 147.8, "test_loss": None, "seconds": 2.0},
         {"epoch": 3, "train_loss": 133.5, "test_loss": 127.5, "seconds": 2.0}]
