@@ -130,7 +130,8 @@ def array_module_for(device):
     except Exception as error:  # ImportError, or CUDA reports no device
         raise SystemExit(
             f"--device cuda needs CuPy and a CUDA GPU ({type(error).__name__}: {error}). "
-            f"Install the extra with pip install -e '.[gpu]' on a machine with a GPU, or use --device cpu."
+            f"On a machine with a GPU, install the extra for its driver (nvidia-smi): pip install -e '.[cuda12]' "
+            f"for drivers >= 525, '.[cuda13]' for >= 580; or use --device cpu."
         ) from None
     return cupy
 
@@ -140,41 +141,57 @@ def prepare(images, xp):
     return xp.asarray(images.reshape(len(images), 784).astype(np.float32) / np.float32(255.0))
 
 
-def binarize(x, rng):
-    """Dynamic binarisation: each pixel is 1 with probability equal to its grey value."""
+def on_device_of(x, rng):
+    """A generator that draws where ``x`` lives: ``rng`` itself for NumPy data; on a GPU, a device
+    generator seeded by a draw from ``rng`` (so nothing is drawn on the host and copied over, and
+    a resumed run, which restores ``rng``, draws the same)."""
     xp = minippl.backend.array_module(x)
-    return (xp.asarray(rng.random(x.shape, dtype=np.float32)) < x).astype(np.float32)
+    return rng if xp is np else xp.random.default_rng(int(rng.integers(2**63)))
+
+
+def binarize(x, rng):
+    """Dynamic binarisation: each pixel is 1 with probability equal to its grey value (``rng``
+    draws on the device of ``x``: see on_device_of)."""
+    return (rng.random(x.shape, dtype=np.float32) < x).astype(np.float32)
 
 
 # ---------------------------------------------------------------- training
 def train_epoch(svi, x_train, batch_size, shuffle_rng, binarize_rng, epoch):
+    """One pass over the data in a random order; the mean loss per image. On a GPU nothing here
+    waits for it: the order is drawn there (argsort of uniforms), the losses are summed there, and
+    the host reads the sum once, after ``svi.sync()`` (SVI reads its NaN check every
+    ``sync_every`` steps, see --sync-every)."""
     n = x_train.shape[0]
     xp = minippl.backend.array_module(x_train)
-    order = xp.asarray(shuffle_rng.permutation(n))
+    order = shuffle_rng.permutation(n) if xp is np else xp.argsort(on_device_of(x_train, shuffle_rng).random(n))
+    pixels = on_device_of(x_train, binarize_rng) if binarize_rng is not None else None
     # On stderr, and only on a terminal (disable=None): piped or logged output, as on CI, holds
     # just the summary lines. leave=False clears the bar, so the epoch's summary line replaces it.
     total = 0.0
     with tqdm(total=n, desc=f"epoch {epoch}", unit="img", leave=False, file=sys.stderr, disable=None) as bar:
         for start in range(0, n, batch_size):
             batch = x_train[order[start:start + batch_size]]
-            if binarize_rng is not None:
-                batch = binarize(batch, binarize_rng)
+            if pixels is not None:
+                batch = binarize(batch, pixels)
             total += svi.step(batch)
             bar.update(len(batch))
-            bar.set_postfix(loss=f"{total / (start + len(batch)):.2f}", refresh=False)
-    return total / n
+            if isinstance(total, float):  # a loss on the host; printing a GPU one would wait for it
+                bar.set_postfix(loss=f"{total / (start + len(batch)):.2f}", refresh=False)
+    svi.sync()
+    return float(total) / n
 
 
 def evaluate(svi, x_test, batch_size):
-    return sum(svi.evaluate_loss(x_test[s:s + batch_size]) for s in range(0, len(x_test), batch_size)) / len(x_test)
+    total = sum(svi.evaluate_loss(x_test[s:s + batch_size]) for s in range(0, len(x_test), batch_size))
+    return float(total) / len(x_test)
 
 
 def save_pictures(vae, x_test, out, epoch, rng):
     xp = minippl.backend.array_module(x_test)
-    originals = x_test[:32]
+    originals = x_test[:32]  # fewer when --test-limit is under 32
     recon = vae.reconstruct_img(originals)
     samples = vae.decoder(xp.asarray(rng.standard_normal((64, vae.z_dim)).astype(np.float32)))
-    pairs = np.stack([_host(originals), _host(recon)], axis=1).reshape(64, 28, 28)  # original, recon, ...
+    pairs = np.stack([_host(originals), _host(recon)], axis=1).reshape(-1, 28, 28)  # original, recon, ...
     for name, pictures in (("reconstructions", pairs), ("samples", _host(samples).reshape(64, 28, 28))):
         # 0 is black and 255 white in every grid (imsave would stretch each grid to its own range)
         plt.imsave(out / f"{name}_epoch_{epoch:03d}.png", image_grid(pictures, nrow=8),
@@ -244,13 +261,15 @@ def main(argv=None):
     binarize_rng = np.random.default_rng([args.seed, 2]) if args.binarize else None
     picture_rng = np.random.default_rng([args.seed, 3])
     if args.binarize:
-        x_test = binarize(x_test, np.random.default_rng([args.seed, 4]))  # one fixed test binarisation
+        x_test = binarize(x_test, on_device_of(x_test, np.random.default_rng([args.seed, 4])))  # fixed, once
     vae = VAE(args.z_dim, args.hidden_dim)
     if xp is not np:
         for path, array in list(vae.named_parameters()):
             vae.set_parameter(path, xp.asarray(array))
     optimizer = Adam({"lr": args.learning_rate})
-    svi = SVI(vae.model, vae.guide, optimizer, Trace_ELBO())
+    steps_per_epoch = -(-len(x_train) // args.batch_size)
+    sync_every = args.sync_every or (1 if xp is np else steps_per_epoch)  # a CPU reads for free
+    svi = SVI(vae.model, vae.guide, optimizer, Trace_ELBO(), sync_every=sync_every)
 
     checkpoint, metrics_path = out / "checkpoint.npz", out / "metrics.jsonl"
     first_epoch, rows = 1, []
@@ -312,14 +331,17 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--data-dir", default=None, help="folder with the four MNIST IDX .gz files")
+    parser.add_argument("--sync-every", type=int, default=None,
+                        help="read the loss and the NaN check every N steps (SVI's sync_every); default: "
+                             "every step on the CPU, once per epoch on the GPU, where a read waits for it")
     parser.add_argument("--out", default="runs/vae", help="folder for metrics, checkpoint and pictures")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     parser.add_argument("--binarize", action="store_true", help="dynamic binarisation of the pixels")
     parser.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     parser.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
     args = parser.parse_args(argv)
-    if args.num_epochs < 1 or args.test_frequency < 1 or args.batch_size < 1:
-        parser.error("--num-epochs, --test-frequency and --batch-size must be positive")
+    if args.num_epochs < 1 or args.test_frequency < 1 or args.batch_size < 1 or (args.sync_every is not None and args.sync_every < 1):
+        parser.error("--num-epochs, --test-frequency, --batch-size and --sync-every must be positive")
     return args
 
 

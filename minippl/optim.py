@@ -17,7 +17,9 @@ class PyroOptim:
 
     ``step(params, grads)``: ``params`` maps names to unconstrained arrays, updated IN PLACE;
     ``grads`` maps names to gradients of the loss to minimise. A name without a gradient
-    is left alone, as torch skips a parameter whose ``.grad`` is None.
+    is left alone, as torch skips a parameter whose ``.grad`` is None. ``only_if``, a 0-d
+    boolean array on the params' device, makes the whole update conditional on it without
+    reading it: SVI(sync_every=k) refuses a non-finite step this way, on the GPU.
     """
 
     defaults = {}  # hyperparameter -> default value; None means required
@@ -76,7 +78,7 @@ class PyroOptim:
             raise ValueError(f"{where}: {error}") from None
         return hyper
 
-    def step(self, params, grads):
+    def step(self, params, grads, only_if=None):
         work = []  # (param, grad, state, hyper) for each name with a gradient
         for name, grad in grads.items():
             if grad is None:
@@ -95,12 +97,33 @@ class PyroOptim:
                 self._match_param(name, state, param, hyper)
             xp = array_module(param)
             work.append((param, xp.asarray(grad, dtype=param.dtype), state, hyper))
-        self.update_all(work)
+        if only_if is None:
+            self.update_all(work)
+        else:
+            self.update_all_if(work, only_if)
 
     def update_all(self, work):
         """``update`` each (param, grad, state, hyper); Adam fuses them all into one kernel call."""
         for param, grad, state, hyper in work:
             self.update(param, grad, state, hyper)
+
+    def update_all_if(self, work, only_if):
+        """``update_all``, kept only if ``only_if`` (a 0-d flag on the device) holds."""
+        arrays = [a for param, _, state, hyper in work for a in (param, *(state[k] for k in self.state_arrays(hyper)))]
+        kept_only_if(only_if, arrays, lambda: self.update_all(work))
+
+    def host_scalars(self):
+        """{name: {key: number}}: the per-param numbers kept on the host (step counts, a decayed lr)."""
+        return {name: {k: v for k, v in s.items() if not hasattr(v, "shape")} for name, s in self.state.items()}
+
+    def restore_host_scalars(self, scalars):
+        """Put back numbers saved by ``host_scalars``; a param first seen since then is forgotten
+        (its moments were never changed from zero)."""
+        for name in list(self.state):
+            if name in scalars:
+                self.state[name].update(scalars[name])
+            else:
+                del self.state[name]
 
     def _initial_state(self, param, hyper):
         xp = array_module(param)
@@ -168,6 +191,15 @@ class PyroOptim:
             self.set_state(state)
         except ValueError as error:
             raise ValueError(f"{path!r}: {error}") from None
+
+
+def kept_only_if(only_if, arrays, update):
+    """Run ``update()``, which changes ``arrays`` in place, then put their old values back unless
+    ``only_if`` holds: x = where(only_if, x_updated, x_old), decided on the device, nothing read."""
+    saved = [(array, array.copy()) for array in arrays]
+    update()
+    for array, old in saved:
+        array_module(array).copyto(array, old, where=~only_if)
 
 
 def _check_betas(hyper):
@@ -246,15 +278,25 @@ class Adam(PyroOptim):
     def update_all(self, work):
         adam_update_all(work, self.clipped)  # every param in one fused pass where a kernel takes them
 
+    def update_all_if(self, work, only_if):
+        adam_update_all(work, self.clipped, only_if)  # the GPU kernel reads the flag itself
+
     def update(self, param, grad, state, hyper):
         adam_update(param, grad, state, hyper, self.clipped)
 
 
 @backend.fusable("adam_update_all")
-def adam_update_all(work, clipped):
-    """One Adam (or ClippedAdam) step of every (param, grad, state, hyper) in ``work``, in place."""
-    for param, grad, state, hyper in work:
-        adam_update(param, grad, state, hyper, clipped)
+def adam_update_all(work, clipped, only_if=None):
+    """One Adam (or ClippedAdam) step of every (param, grad, state, hyper) in ``work``, in place;
+    with ``only_if`` (a device flag), kept only if it holds (``PyroOptim.update_all_if``)."""
+    def update():
+        for param, grad, state, hyper in work:
+            adam_update(param, grad, state, hyper, clipped)
+
+    if only_if is None:
+        update()
+    else:
+        kept_only_if(only_if, [a for p, _, s, _ in work for a in (p, s["exp_avg"], s["exp_avg_sq"])], update)
 
 
 def adam_update(param, grad, state, hyper, clipped=False):

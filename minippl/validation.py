@@ -14,6 +14,7 @@ from . import backend
 # ------------------------------------------------------------------ the switch (Pyro's names)
 _ENABLED = True
 _MIXED_PRECISION_ALLOWED = False  # check_gradients runs float32 models in float64 on purpose
+_READ_DEVICE_VALUES = True  # False between SVI's sync points: reading a GPU array waits for the GPU
 
 
 def enable_validation(is_validate=True):
@@ -61,6 +62,21 @@ def mixed_precision_allowed():
         yield
     finally:
         _MIXED_PRECISION_ALLOWED = previous
+
+
+@contextlib.contextmanager
+def device_values_read(allowed):
+    """Whether the checks that read values (arguments, observations) read GPU arrays inside.
+
+    Reading a number off the GPU waits for everything queued there, so SVI(sync_every=k) runs
+    those checks on its first step and then every k steps only; NumPy arrays are always checked.
+    """
+    global _READ_DEVICE_VALUES
+    previous, _READ_DEVICE_VALUES = _READ_DEVICE_VALUES, bool(allowed)
+    try:
+        yield
+    finally:
+        _READ_DEVICE_VALUES = previous
 
 
 # ------------------------------------------------------------------ the errors
@@ -138,8 +154,8 @@ def violates(constraint, x):
     """
     if isinstance(x, (bool, int, float)):
         return not bool(constraint.check(x))
-    if x.size == 0:
-        return False
+    if x.size == 0 or not (_READ_DEVICE_VALUES or not backend.on_device(x)):
+        return False  # empty, or a GPU array between sync points (device_values_read)
     spec = getattr(constraint, "spec", "")
     if spec == "real":
         lo = x.min()
@@ -198,6 +214,8 @@ def check_arg(dist_name, arg_name, value, constraint):
 def check_less_than(dist_name, low_name, low, high_name, high):
     """``low < high`` elementwise (Uniform's bounds)."""
     width = high - low
+    if not (_READ_DEVICE_VALUES or not backend.on_device(width)):
+        return
     positive = backend.array_module(width).asarray(width) > 0
     if bool(positive.all()):
         return
@@ -210,7 +228,7 @@ def check_less_than(dist_name, low_name, low, high_name, high):
 
 def check_devices(where, named):
     """All arrays in ``named`` (name -> object) on one device: all NumPy or all CuPy."""
-    on_gpu = {name: _is_cupy(a) for name, a in named.items() if hasattr(a, "shape")}
+    on_gpu = {name: backend.on_device(a) for name, a in named.items() if hasattr(a, "shape")}
     if len(set(on_gpu.values())) > 1:
         gpu = [n for n, g in on_gpu.items() if g]
         cpu = [n for n, g in on_gpu.items() if not g]
@@ -218,10 +236,6 @@ def check_devices(where, named):
             f"{where}: {', '.join(gpu)} on the GPU (CuPy) but {', '.join(cpu)} on the CPU (NumPy). Fix: "
             f"put everything on one device once, before training (cupy.asarray(data), and build constants "
             f"with the data's array module, minippl.backend.array_module(x)).", ValidationTypeError)
-
-
-def _is_cupy(x):
-    return type(x).__module__.startswith("cupy")
 
 
 def all_finite(array):

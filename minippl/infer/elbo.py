@@ -47,7 +47,8 @@ def site_weight(site):
     """d(site's term)/d(log_prob): scale * mask, broadcastable to the log-prob."""
     if site["mask"] is None:
         return site["scale"]
-    return site["scale"] * np.asarray(site["mask"], dtype=bool)
+    mask = site["mask"]
+    return site["scale"] * backend.array_module(mask).asarray(mask, dtype=bool)
 
 
 def cotangent(weight, like):
@@ -55,10 +56,19 @@ def cotangent(weight, like):
 
     A Python float or a float64 weight would make the cotangent float64, and with it
     every VJP and layer backward after it: a float32 model would silently run its whole
-    backward pass in float64.
+    backward pass in float64. A number is filled in on the device (a kernel argument),
+    not copied there.
     """
     xp = backend.array_module(like)
+    if isinstance(weight, (int, float)):
+        return xp.full(like.shape, weight, dtype=like.dtype)
     return xp.broadcast_to(xp.asarray(weight, dtype=like.dtype), like.shape)
+
+
+def as_loss(total):
+    """The loss as Pyro returns it, a float; on a GPU, a 0-d device array, so that nothing waits
+    for the GPU: ``float()`` reads it (SVI(sync_every=k) does that only at its sync points)."""
+    return float(total) if backend.array_module(total) is np else total
 
 
 def is_reparameterized(site):
@@ -107,7 +117,7 @@ class Trace_ELBO:
         for _ in range(self.num_particles):
             model_trace, guide_trace = get_traces(model, guide, args, kwargs)
             total += self._particle(model_trace, guide_trace, want_grads=False).loss
-        return total / self.num_particles
+        return as_loss(total / self.num_particles)
 
     def loss_and_grads(self, model, guide, *args, **kwargs):
         """The negative ELBO estimate and its gradient w.r.t. every unconstrained param.
@@ -124,7 +134,7 @@ class Trace_ELBO:
                 grads[name] = g if name not in grads else grads[name] + g
         if self.num_particles > 1:
             grads = {name: g / self.num_particles for name, g in grads.items()}
-        return total / self.num_particles, grads, particle.site_log_probs
+        return as_loss(total / self.num_particles), grads, particle.site_log_probs
 
     # ------------------------------------------------------------ one particle
     def _particle(self, model_trace, guide_trace, want_grads):
@@ -137,9 +147,9 @@ class Trace_ELBO:
                     continue
                 site["log_prob"] = lp
                 log_probs[side, name] = lp
-                lp_sum = float(np.sum(lp))
+                lp_sum = backend.array_module(lp).sum(lp)  # on the device: read only if it is needed
                 particle.site_log_probs[f"{side} site '{name}'"] = lp_sum
-                particle.loss += -lp_sum if side == "model" else lp_sum
+                particle.loss = particle.loss - lp_sum if side == "model" else particle.loss + lp_sum
         particle.loss += self._analytic_terms(model_trace, guide_trace, particle)
         if want_grads:
             if any(not is_reparameterized(s) for s in guide_trace.sample_sites().values()):
@@ -217,7 +227,7 @@ def compute_log_r(model_trace, guide_trace, log_probs):
         if ("guide", name) in log_probs:
             term = term - log_probs["guide", name]
         frames = {f for f in site["cond_indep_stack"] if f.dim is not None}
-        terms.append((frames, np.asarray(term)))
+        terms.append((frames, term))
     log_r = {}
     for name, site in guide_trace.sample_sites().items():
         if is_reparameterized(site):

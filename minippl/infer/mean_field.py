@@ -7,7 +7,7 @@ gradients w.r.t. the arguments of q and p are hand-written (distributions/kl.py)
 the value z still carries the gradient of everything downstream of it.
 Builds on elbo.py and guards.py.
 """
-import numpy as np
+from .. import backend
 
 from ..distributions.kl import kl_divergence, kl_divergence_vjp
 from .elbo import Trace_ELBO, cotangent, site_weight
@@ -36,7 +36,7 @@ class TraceMeanField_ELBO(Trace_ELBO):
         total = 0.0
         for name, site in model_trace.sample_sites().items():
             if "kl" in site:
-                kl_sum = float(np.sum(site["kl"]))
+                kl_sum = backend.array_module(site["kl"]).sum(site["kl"])  # stays on the device
                 particle.site_log_probs[f"KL at site '{name}'"] = kl_sum
                 total += kl_sum  # L contains + scale * KL(q || p)
         return total
