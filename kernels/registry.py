@@ -156,6 +156,15 @@ def _(k, work, clipped, only_if=None):
     return None
 
 
+@entry("all_finite_flag")
+def _(k, arrays):
+    """The GPU's flag kernel (a CPU reads its answer for free, so it keeps the reference)."""
+    kind = type(arrays[0])
+    if not hasattr(k, "nonfinite_flag") or not all(type(a) is kind and a.dtype == _FLOAT32 for a in arrays):
+        return NotImplemented
+    return k.nonfinite_flag(arrays)[0] == 0
+
+
 @entry("all_finite_many")
 def _(k, arrays):
     kind = type(arrays[0])

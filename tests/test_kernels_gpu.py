@@ -190,6 +190,18 @@ def test_adam_kernel_leaves_nan_visible(gpu):
     assert np.isnan(param[3]) and np.isfinite(np.delete(param, 3)).all()
 
 
+def test_the_finite_flag_of_a_deferred_step_stays_on_the_gpu(gpu):
+    from minippl.infer.guards import finite_flag
+
+    minippl.set_backend("numba")  # the registry's all_finite_flag entry: gpu.nonfinite_flag
+    loss, grads = cupy.asarray(np.float32(1.0)), {"a": dev(randn(5)), "b": dev(randn(3, 4))}
+    ok = finite_flag(loss, grads)
+    assert isinstance(ok, cupy.ndarray) and ok.shape == () and bool(ok)
+    grads["b"][1, 2] = cupy.nan
+    assert not bool(finite_flag(loss, grads))
+    assert not bool(finite_flag(cupy.asarray(np.float32(np.inf)), {"a": grads["a"]}))
+
+
 @pytest.mark.parametrize("ok", [True, False])
 def test_adam_kernel_reads_the_device_flag_of_a_conditional_update(gpu, ok):
     # SVI(sync_every=k): a refused step (flag False) changes neither the param nor the moments

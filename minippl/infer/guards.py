@@ -57,9 +57,14 @@ def finite_flag(loss, grads):
     """
     xp = backend.array_module(loss, *grads.values())
     ok = xp.isfinite(xp.asarray(loss)) if backend.array_module(loss) is xp else xp.asarray(np.isfinite(loss))
-    for g in grads.values():
-        ok = ok & xp.isfinite(g).all()
-    return ok
+    return ok & _all_finite_flag(list(grads.values())) if grads else ok
+
+
+@backend.fusable("all_finite_flag")
+def _all_finite_flag(arrays):
+    """A 0-d boolean array on the arrays' device: no NaN or inf in any of them (one kernel on a GPU)."""
+    xp = backend.array_module(arrays[0])
+    return xp.all(xp.stack([xp.isfinite(a).all() for a in arrays]))
 
 
 def check_finite(loss, grads, site_log_probs, step, order=()):
