@@ -14,7 +14,6 @@ import pytest
 import minippl
 import minippl.distributions as dist
 from minippl import backend
-from minippl.distributions import constraints
 from minippl.infer import SVI, Trace_ELBO
 from minippl.optim import Adam, ClippedAdam, SGD
 from tests import device_standin as device
@@ -96,20 +95,6 @@ def test_device_noise_is_drawn_there_and_seeded_by_the_host_generator():
     assert np.all((draws[1] >= 0) & (draws[1] < 1)) and np.std(draws[0]) > 0
 
 
-def float64_model_and_guide():
-    def model(x):
-        z = minippl.sample("z", dist.Normal(0.0, 1.0))
-        with minippl.plate("data", len(x)):
-            minippl.sample("x", dist.Normal(z, 1.0), obs=x)
-
-    def guide(x):
-        loc = minippl.param("loc", np.array(0.3))
-        scale = minippl.param("scale", np.array(0.7), constraint=constraints.positive)
-        minippl.sample("z", dist.Normal(loc, scale))
-
-    return model, guide
-
-
 @pytest.mark.parametrize("make_optim", [lambda: Adam({"lr": 0.05}), lambda: ClippedAdam({"lr": 0.05, "lrd": 0.99}),
                                         lambda: SGD({"lr": 0.01, "momentum": 0.9})])
 def test_deferred_steps_compute_what_ordinary_steps_compute(make_optim):
@@ -118,8 +103,7 @@ def test_deferred_steps_compute_what_ordinary_steps_compute(make_optim):
     for sync_every in (1, 3):
         minippl.clear_param_store()
         minippl.set_rng_seed(0)
-        model, guide = float64_model_and_guide()
-        svi = SVI(model, guide, make_optim(), Trace_ELBO(), sync_every=sync_every)
+        svi = SVI(normal_model, normal_guide, make_optim(), Trace_ELBO(), sync_every=sync_every)  # float64
         losses = [float(svi.step(x)) for _ in range(7)]
         store = minippl.get_param_store()
         runs.append((losses, {n: store.get_unconstrained(n).copy() for n in store.keys()}, svi.optim.host_scalars()))
@@ -130,9 +114,8 @@ def test_deferred_steps_compute_what_ordinary_steps_compute(make_optim):
 
 
 def test_a_refused_step_changes_nothing_and_the_sync_point_names_it():
-    model, guide = float64_model_and_guide()
     good, bad = np.array([0.5, 1.5, 2.0]), np.array([0.5, np.nan, 2.0])
-    svi = SVI(model, guide, Adam({"lr": 0.05}), Trace_ELBO(), sync_every=4)
+    svi = SVI(normal_model, normal_guide, Adam({"lr": 0.05}), Trace_ELBO(), sync_every=4)
     store = minippl.get_param_store()
     with minippl.validation_enabled(False):  # let the NaN reach the loss, as an overflow would
         svi.step(good)
