@@ -5,7 +5,8 @@ latent sites, packed in a vector).
 Teaches: a guide built by reading the model (one blocked *prototype* run lists the latent sites,
 shapes, plates, supports), and the change of variables x = T(u), log q(x) = log q(u) - log|dx/du|,
 with T and that term as recorded layers so the tape carries their VJPs. Builds on
-initialization.py (the prototype run's first values), primitives.py, plate.py and nn/module.py.
+initialization.py (the prototype run's first values), change_of_variables.py (T as a layer),
+primitives.py and plate.py.
 """
 import contextlib
 import statistics
@@ -19,53 +20,12 @@ from ..distributions.delta import Delta
 from ..distributions.multivariate_normal import LowRankMultivariateNormal, MultivariateNormal
 from ..distributions.normal import Normal
 from ..handlers import block, trace
-from ..nn.module import Module
 from ..params import get_param_store
 from ..plate import plate
 from ..primitives import param, sample
+from .change_of_variables import ToConstrained
 from .initialization import (InitMessenger, init_to_feasible, init_to_mean, init_to_median, init_to_sample,
                              init_to_value, innermost_rng)
-
-
-# ---------------------------------------------------------------- recorded layers
-class ToConstrained(Module):
-    """``u -> (x, log_density)``: x = T(u) and log_density = -sum over the event of log|dx/du|.
-
-    Pyro's guides give the model's site ``Delta(x, log_density)``: with u ~ q(u), the density
-    of x is q(u) |du/dx|, so this term is the change-of-variables correction to log q.
-    """
-
-    def __init__(self, transform, event_dim=0):
-        super().__init__()
-        self.transform, self.event_dim = transform, int(event_dim)
-
-    def forward(self, u):
-        xp = backend.array_module(u)
-        x = xp.asarray(self.transform.forward(u))
-        log_jacobian = self.transform.log_abs_det_jacobian(u, x)
-        if self.event_dim:
-            log_jacobian = log_jacobian.sum(axis=tuple(range(-self.event_dim, 0)))
-        return (x, xp.asarray(-log_jacobian)), (u, x)
-
-    def backward(self, cache, grad_outputs, needs_input_grad):
-        if not needs_input_grad[0]:
-            return (None,), {}
-        u, x = cache
-        grad_x, grad_log_density = grad_outputs
-        grad_u = None
-        if grad_x is not None:
-            # d/du T(u): the transform's own VJP
-            grad_u = self.transform.vjp(u, x, grad_x)
-        if grad_log_density is not None:
-            # d/du -sum log|T'(u)|: the log-Jacobian's VJP with the cotangent negated and
-            # broadcast back over the summed event dims
-            g = backend.unsum_last(grad_log_density, self.event_dim, backend.shape_of(u))
-            term = self.transform.log_abs_det_jacobian_vjp(u, x, -g)
-            grad_u = term if grad_u is None else grad_u + term
-        return (grad_u,), {}
-
-    def extra_repr(self):
-        return f"{self.transform!r}, event_dim={self.event_dim}"
 
 
 # ---------------------------------------------------------------- the guides
