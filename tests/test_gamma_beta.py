@@ -300,3 +300,14 @@ def test_gamma_and_beta_score_the_closed_ends_of_their_supports_as_torch():
                                [np.inf, -np.inf, np.log(3.0)])
     assert dist.Gamma(2.0, 1.0).log_prob(np.array(-1.0)) == -np.inf
     assert dist.Beta(2.0, 0.5).log_prob(np.array(1.0)) == np.inf
+
+
+@pytest.mark.parametrize("make", [lambda f: dist.Gamma(f(2.0), f(1.5)), lambda f: dist.Beta(f(2.0), f(3.0)),
+                                  lambda f: dist.Beta(f(1.0), f(0.5))])
+def test_float32_log_prob_and_its_gradients_stay_float32(make):
+    # the edge of the support (a density's power of zero) must not widen a float32 model to float64
+    d = make(lambda v: np.full(3, v, dtype=np.float32))
+    x = np.array([0.0, 0.3, 0.6], dtype=np.float32)
+    assert d.log_prob(x).dtype == np.float32
+    grads = d.log_prob_vjp(np.array([0.3, 0.6, 0.2], np.float32), np.ones(3, np.float32), ["value", *d.arg_names])
+    assert all(g.dtype == np.float32 for g in grads.values()), {k: g.dtype for k, g in grads.items()}

@@ -183,7 +183,8 @@ def _host_slope(a, z):
 
 def _power_of_zero(c, xp):
     """lim c log z as z -> 0+: 0 for c = 0, +inf for c < 0, -inf for c > 0 (a density's edge)."""
-    return xp.where(c == 0, 0.0, xp.where(c < 0, xp.inf, -xp.inf))
+    edge = xp.where(c == 0, 0.0, xp.where(c < 0, xp.inf, -xp.inf))
+    return edge.astype(c.dtype, copy=False) if getattr(c, "dtype", None) is not None else edge  # float32 stays
 
 
 class Gamma(Distribution):
