@@ -12,6 +12,7 @@ the loss curve, drawn with matplotlib next to Pyro's own run when the settings a
 """
 import argparse
 import json
+import math
 import os
 import pathlib
 import sys
@@ -141,18 +142,19 @@ def prepare(images, xp):
     return xp.asarray(images.reshape(len(images), 784).astype(np.float32) / np.float32(255.0))
 
 
-def on_device_of(x, rng):
-    """A generator that draws where ``x`` lives: ``rng`` itself for NumPy data; on a GPU, a device
-    generator seeded by a draw from ``rng`` (so nothing is drawn on the host and copied over, and
-    a resumed run, which restores ``rng``, draws the same)."""
+def uniforms_like(x, rng, shape):
+    """U[0, 1) draws of ``shape`` where ``x`` lives: from ``rng`` on the CPU; on a GPU from a device
+    generator that ``rng`` seeds (backend.device_generator: nothing drawn on the host and copied
+    over, and a resumed run, which restores ``rng``, draws the same)."""
     xp = minippl.backend.array_module(x)
-    return rng if xp is np else xp.random.default_rng(int(rng.integers(2**63)))
+    if xp is np:
+        return rng.random(shape, dtype=np.float32)
+    return minippl.backend.device_generator(rng, xp, math.prod(shape)).random(shape, dtype=np.float32)
 
 
 def binarize(x, rng):
-    """Dynamic binarisation: each pixel is 1 with probability equal to its grey value (``rng``
-    draws on the device of ``x``: see on_device_of)."""
-    return (rng.random(x.shape, dtype=np.float32) < x).astype(np.float32)
+    """Dynamic binarisation: each pixel is 1 with probability equal to its grey value."""
+    return (uniforms_like(x, rng, x.shape) < x).astype(np.float32)
 
 
 # ---------------------------------------------------------------- training
@@ -163,16 +165,15 @@ def train_epoch(svi, x_train, batch_size, shuffle_rng, binarize_rng, epoch):
     ``sync_every`` steps, see --sync-every)."""
     n = x_train.shape[0]
     xp = minippl.backend.array_module(x_train)
-    order = shuffle_rng.permutation(n) if xp is np else xp.argsort(on_device_of(x_train, shuffle_rng).random(n))
-    pixels = on_device_of(x_train, binarize_rng) if binarize_rng is not None else None
+    order = shuffle_rng.permutation(n) if xp is np else xp.argsort(uniforms_like(x_train, shuffle_rng, (n,)))
     # On stderr, and only on a terminal (disable=None): piped or logged output, as on CI, holds
     # just the summary lines. leave=False clears the bar, so the epoch's summary line replaces it.
     total = 0.0
     with tqdm(total=n, desc=f"epoch {epoch}", unit="img", leave=False, file=sys.stderr, disable=None) as bar:
         for start in range(0, n, batch_size):
             batch = x_train[order[start:start + batch_size]]
-            if pixels is not None:
-                batch = binarize(batch, pixels)
+            if binarize_rng is not None:
+                batch = binarize(batch, binarize_rng)
             total += svi.step(batch)
             bar.update(len(batch))
             if isinstance(total, float):  # a loss on the host; printing a GPU one would wait for it
@@ -261,7 +262,7 @@ def main(argv=None):
     binarize_rng = np.random.default_rng([args.seed, 2]) if args.binarize else None
     picture_rng = np.random.default_rng([args.seed, 3])
     if args.binarize:
-        x_test = binarize(x_test, on_device_of(x_test, np.random.default_rng([args.seed, 4])))  # fixed, once
+        x_test = binarize(x_test, np.random.default_rng([args.seed, 4]))  # one fixed test binarisation
     vae = VAE(args.z_dim, args.hidden_dim)
     if xp is not np:
         for path, array in list(vae.named_parameters()):
