@@ -6,7 +6,9 @@ step count, and the random generators' states (pass them in ``metadata``).
 The file holds the entries of a param store file and of an optimiser file side by
 side, so saving.py's guarantees hold: plain .npz read with ``allow_pickle=False``,
 written atomically (temporary file, then rename), checked whole before anything
-changes. Builds on params.py, optim.py and saving.py.
+changes. With ``SVI(..., sync_every=k)``, call ``svi.sync()`` first: a step refused since the
+last sync point has not yet been taken back from the optimiser's step counts. Builds on
+params.py, optim.py and saving.py.
 """
 import json
 

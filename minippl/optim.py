@@ -114,7 +114,8 @@ class PyroOptim:
 
     def host_scalars(self):
         """{name: {key: number}}: the per-param numbers kept on the host (step counts, a decayed lr)."""
-        return {name: {k: v for k, v in s.items() if not hasattr(v, "shape")} for name, s in self.state.items()}
+        return {name: {k: s[k] for k in ("step", *self.initial_scalars(self.hyperparameters(name)))}
+                for name, s in self.state.items()}
 
     def restore_host_scalars(self, scalars):
         """Put back numbers saved by ``host_scalars``; a param first seen since then is forgotten
@@ -199,7 +200,8 @@ def kept_only_if(only_if, arrays, update):
     saved = [(array, array.copy()) for array in arrays]
     update()
     for array, old in saved:
-        array_module(array).copyto(array, old, where=~only_if)
+        xp = array_module(array)
+        xp.copyto(array, old, where=xp.logical_not(only_if))  # not ~: ~True is -2, a true value
 
 
 def _check_betas(hyper):

@@ -13,6 +13,7 @@ import pytest
 
 import minippl
 import minippl.distributions as dist
+from minippl.distributions import constraints
 from minippl import backend
 from minippl.infer import SVI, Trace_ELBO
 from minippl.optim import Adam, ClippedAdam, SGD
@@ -160,8 +161,9 @@ def test_validation_of_device_values_runs_at_the_first_step_and_at_sync_points()
         svi.step(good)
         with np.errstate(invalid="ignore"):
             svi.step(bad)  # step 2: not read between sync points (its NaN loss refuses the update)
-        with pytest.raises(ValueError, match="step 3: .*scale must be > 0"):
-            svi.step(bad)  # step 3 is a sync point
+        with pytest.raises(FloatingPointError, match="step 2") as raised:
+            svi.step(bad)  # step 3 is a sync point: its validation refuses, and the window's refusal is said
+    assert "step 3: model site 'x': Normal: scale must be > 0" in str(raised.value.__cause__)
 
 
 @pytest.mark.parametrize("sync_every", [0, -1, 1.5, None])
@@ -185,3 +187,73 @@ def test_a_conditional_update_keeps_everything_when_the_flag_is_false():
         conditional.step({"t": a}, {"t": g}, only_if=np.array(True))
         ordinary.step({"t": b}, {"t": g})
     np.testing.assert_array_equal(a, b)
+
+
+def test_python_numbers_in_a_model_are_filled_on_the_device_not_copied():
+    def model(x):
+        z = minippl.sample("z", dist.Normal(0.0, 1.0))  # Python floats, as Pyro models write them
+        with minippl.plate("data", len(x)):
+            minippl.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    def guide(x):
+        loc = minippl.param("loc", init["loc"])
+        scale = minippl.param("scale", init["scale"], constraint=constraints.positive)
+        minippl.sample("z", dist.Normal(loc, scale))
+
+    with device.installed():
+        init = {"loc": device.to_device(np.array(0.0)), "scale": device.to_device(np.array(1.0))}
+        x = device.to_device(np.array([0.5, 1.5, 2.0]))
+        svi = SVI(model, guide, ClippedAdam({"lr": 0.05}), Trace_ELBO(), sync_every=3)
+        counts = counts_per_step(svi, x, 5)
+    assert [c["copies_to_device"] for c in counts] == [0] * 5, device.WHERE
+    reads = [c["reads"] for c in counts]  # the first step also checks the params' initial values
+    assert reads[1] == reads[3] == reads[4] == 0 and reads[2] >= 1, counts
+
+
+def test_device_noise_is_fixed_by_the_host_generator_state_alone():
+    # what set_rng_seed, seed and a checkpoint restore fix; a resumed run draws the same noise
+    with device.installed() as xp:
+        like = xp.zeros(3, dtype=np.float32)
+        rng = np.random.default_rng(3)
+        state = rng.bit_generator.state
+        first = backend.standard_normal(rng, (5,), np.float32, like=like)
+        second = backend.standard_normal(rng, (5,), np.float32, like=like)
+        rng.bit_generator.state = state
+        again = backend.standard_normal(rng, (5,), np.float32, like=like)
+        with minippl.handlers.seed(rng_seed=1):  # another generator's draws leave this one alone
+            backend.standard_normal(np.random.default_rng(9), (5,), np.float32, like=like)
+        after = backend.standard_normal(rng, (5,), np.float32, like=like)
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(second, after)
+    assert not np.array_equal(first, second)
+
+
+def test_an_error_inside_the_window_still_reports_the_step_refused_before_it():
+    good, bad = np.array([0.5, 1.5, 2.0]), np.array([0.5, np.nan, 2.0])
+    svi = SVI(normal_model, normal_guide, Adam({"lr": 0.05}), Trace_ELBO(), sync_every=10)
+    with minippl.validation_enabled(False):
+        svi.step(good)
+        svi.step(bad)  # step 2: refused, not yet read
+        with pytest.raises(FloatingPointError, match="step 2") as raised:
+            svi.step(np.ones((2, 2)))  # step 3 fails for its own reason: the window ends there
+    assert isinstance(raised.value.__cause__, ValueError)
+    assert svi.step_count == 1 and svi.optim.state["loc"]["step"] == 1
+
+
+def test_a_numpy_learning_rate_decay_is_put_back_too():
+    adam = ClippedAdam({"lr": 0.1, "lrd": np.float64(0.5)})
+    theta = np.array([1.0])
+    adam.step({"t": theta}, {"t": np.array([1.0])})
+    saved = adam.host_scalars()
+    assert saved == {"t": {"step": 1, "lr": 0.05}}
+    adam.step({"t": theta}, {"t": np.array([1.0])}, only_if=np.array(False))
+    adam.restore_host_scalars(saved)
+    assert adam.host_scalars() == saved
+
+
+@pytest.mark.parametrize("flag, changes", [(True, True), (False, False), (np.array(True), True),
+                                           (np.array(False), False)])
+def test_a_conditional_update_takes_python_and_array_flags(flag, changes):
+    theta = np.array([0.0])
+    SGD({"lr": 0.1}).step({"t": theta}, {"t": np.array([-3.0])}, only_if=flag)
+    assert (theta[0] != 0.0) == changes

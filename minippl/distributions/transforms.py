@@ -16,10 +16,11 @@ import numpy as np
 from .. import backend
 from ..backend import array_module, grad_like, sigmoid, softplus
 from . import constraints
-from .constraint_registry import ExpTransform, IdentityTransform, SigmoidAffineTransform, Transform, register_bijection
+from .constraint_registry import (ExpTransform, IdentityTransform, SigmoidAffineTransform, Transform, biject_to,  # noqa: F401
+                                  register_bijection)
 
 __all__ = ["AffineTransform", "ComposeTransform", "ExpTransform", "IdentityTransform", "LowerCholeskyTransform",
-           "SigmoidTransform", "SoftplusTransform", "StickBreakingTransform", "Transform"]
+           "SigmoidTransform", "SoftplusTransform", "StickBreakingTransform", "Transform", "biject_to"]
 
 
 class SigmoidTransform(SigmoidAffineTransform):

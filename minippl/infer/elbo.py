@@ -147,7 +147,7 @@ class Trace_ELBO:
                     continue
                 site["log_prob"] = lp
                 log_probs[side, name] = lp
-                lp_sum = backend.array_module(lp).sum(lp)  # on the device: read only if it is needed
+                lp_sum = backend.array_module(lp).sum(lp, dtype=np.float64)  # on the device; read only if needed
                 particle.site_log_probs[f"{side} site '{name}'"] = lp_sum
                 particle.loss = particle.loss - lp_sum if side == "model" else particle.loss + lp_sum
         particle.loss += self._analytic_terms(model_trace, guide_trace, particle)

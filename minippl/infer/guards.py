@@ -4,7 +4,7 @@ Teaches: three structural checks that cost almost nothing and turn silent nonsen
 error naming the site or param and the fix: the guide samples exactly the model's latent sites;
 every batch dim of a site's log-prob is explained by a plate (or is an event dim the user forgot
 to declare); and no NaN or inf becomes an update (the guard SVI runs before the optimiser).
-Builds on validation.py (the error types and the fused finiteness check) and backend.py.
+Builds on validation.py (the finiteness checks, all_finite and all_finite_many) and backend.py.
 """
 import numpy as np
 

@@ -36,7 +36,7 @@ class TraceMeanField_ELBO(Trace_ELBO):
         total = 0.0
         for name, site in model_trace.sample_sites().items():
             if "kl" in site:
-                kl_sum = backend.array_module(site["kl"]).sum(site["kl"])  # stays on the device
+                kl_sum = backend.array_module(site["kl"]).sum(site["kl"], dtype="float64")  # stays on the device
                 particle.site_log_probs[f"KL at site '{name}'"] = kl_sum
                 total += kl_sum  # L contains + scale * KL(q || p)
         return total

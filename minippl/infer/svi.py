@@ -66,6 +66,18 @@ class SVI:
     def step(self, *args, **kwargs):
         """One update; returns the loss (a float, or with ``sync_every > 1`` a 0-d array of the
         params' device, which ``float()`` reads)."""
+        if self.sync_every == 1:
+            return self._step(args, kwargs)
+        try:
+            return self._step(args, kwargs)
+        except Exception as error:  # the window ends here: a step refused in it must not go unsaid
+            try:
+                self.sync()
+            except FloatingPointError as refused:
+                raise refused from error
+            raise
+
+    def _step(self, args, kwargs):
         step = self.step_count + 1  # counts the updates made; a refused step makes none
         deferred = self.sync_every > 1
         with errors_say(step=step), device_values_read(not deferred or step == 1 or step % self.sync_every == 0):
@@ -100,7 +112,8 @@ class SVI:
     def sync(self):
         """With ``sync_every > 1``: read whether a step since the last sync was refused (one read from
         the device) and, if one was, raise FloatingPointError naming it. From that step on no param
-        or optimiser state changed, and the step count and the optimiser's counters are put back."""
+        or optimiser state changed, and the step count and the optimiser's counters are put back.
+        Call it before saving a checkpoint, so that the saved counters are the true ones."""
         if self._first_refused is None:
             return
         refused, counters = int(self._first_refused), self._counters  # the one read
