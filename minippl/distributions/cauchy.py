@@ -11,7 +11,7 @@ import math
 from .. import backend
 from . import constraints
 from .normal import LocScale
-from .distribution import Distribution, check_args, grad_like, promote
+from .distribution import Distribution, grad_like, promote
 
 _LOG_PI = math.log(math.pi)
 
@@ -60,16 +60,7 @@ class Cauchy(LocScale, Distribution):
     (array([nan, nan]), array([inf, inf]))
     """
 
-    has_rsample = True
-    arg_names = ("loc", "scale")
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
-    support = constraints.real
-
-    def __init__(self, loc, scale, validate_args=None):
-        batch_shape = check_args("Cauchy", loc=loc, scale=scale)
-        self.loc = loc  # as given: the ELBO finds gradients by id()
-        self.scale = scale
-        super().__init__(batch_shape, validate_args=validate_args)
+    support = constraints.real  # loc, scale and the sampler's VJP: normal.py's LocScale
 
     def _full(self, number):
         xp, dtype, _ = promote(self.loc, self.scale)

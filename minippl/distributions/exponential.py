@@ -95,16 +95,7 @@ class Laplace(LocScale, Distribution):
     array(1.5)
     """
 
-    has_rsample = True
-    arg_names = ("loc", "scale")
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
-    support = constraints.real
-
-    def __init__(self, loc, scale, validate_args=None):
-        batch_shape = check_args("Laplace", loc=loc, scale=scale)
-        self.loc = loc  # as given
-        self.scale = scale
-        super().__init__(batch_shape, validate_args=validate_args)
+    support = constraints.real  # loc, scale and the sampler's VJP: normal.py's LocScale
 
     @property
     def mean(self):

@@ -13,7 +13,7 @@ import numpy as np
 from .. import backend
 from . import constraints
 from .normal import LocScale
-from .distribution import Distribution, check_args, grad_like, promote
+from .distribution import Distribution, grad_like, promote
 from .exponential import standard_exponential
 
 _EULER_GAMMA = 0.57721566490153286061
@@ -30,16 +30,7 @@ class Gumbel(LocScale, Distribution):
     array([-1.36787944, -1.79967784])
     """
 
-    has_rsample = True
-    arg_names = ("loc", "scale")
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
-    support = constraints.real
-
-    def __init__(self, loc, scale, validate_args=None):
-        batch_shape = check_args("Gumbel", loc=loc, scale=scale)
-        self.loc = loc  # as given: the ELBO finds gradients by id()
-        self.scale = scale
-        super().__init__(batch_shape, validate_args=validate_args)
+    support = constraints.real  # loc, scale and the sampler's VJP: normal.py's LocScale
 
     @property
     def mean(self):

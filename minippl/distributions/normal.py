@@ -14,8 +14,19 @@ _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 class LocScale:
-    """The sampler's VJP of a location-scale family, x = loc + scale * eps (Normal, Cauchy,
-    Laplace, Gumbel: only the law of eps differs). ``noise`` is eps."""
+    """A location-scale family, x = loc + scale * eps (Normal, Cauchy, Laplace, Gumbel: only the
+    law of eps differs): its two arguments, stored as given, and the sampler's VJP (``noise`` is eps).
+    A subclass adds its support, log-density and noise."""
+
+    has_rsample = True
+    arg_names = ("loc", "scale")
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+
+    def __init__(self, loc, scale, validate_args=None):
+        batch_shape = check_args(type(self).__name__, loc=loc, scale=scale)
+        self.loc = loc  # stored as passed: the ELBO finds gradients by id(loc)
+        self.scale = scale
+        super().__init__(batch_shape, validate_args=validate_args)
 
     def rsample_vjp(self, noise, grad_value, wrt):
         grads = {}
@@ -43,16 +54,7 @@ class Normal(LocScale, Distribution):
     array(-0.875)
     """
 
-    has_rsample = True
-    arg_names = ("loc", "scale")
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
-    support = constraints.real
-
-    def __init__(self, loc, scale, validate_args=None):
-        batch_shape = check_args("Normal", loc=loc, scale=scale)
-        self.loc = loc  # stored as passed: the ELBO finds gradients by id(loc)
-        self.scale = scale
-        super().__init__(batch_shape, validate_args=validate_args)
+    support = constraints.real  # loc and scale, and how they are stored: LocScale above
 
     @property
     def mean(self):
