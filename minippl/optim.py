@@ -112,20 +112,6 @@ class PyroOptim:
         arrays = [a for param, _, state, hyper in work for a in (param, *(state[k] for k in self.state_arrays(hyper)))]
         kept_only_if(only_if, arrays, lambda: self.update_all(work))
 
-    def host_scalars(self):
-        """{name: {key: number}}: the per-param numbers kept on the host (step counts, a decayed lr)."""
-        return {name: {k: s[k] for k in ("step", *self.initial_scalars(self.hyperparameters(name)))}
-                for name, s in self.state.items()}
-
-    def restore_host_scalars(self, scalars):
-        """Put back numbers saved by ``host_scalars``; a param first seen since then is forgotten
-        (its moments were never changed from zero)."""
-        for name in list(self.state):
-            if name in scalars:
-                self.state[name].update(scalars[name])
-            else:
-                del self.state[name]
-
     def _initial_state(self, param, hyper):
         xp = array_module(param)
         state = {"step": 0, **self.initial_scalars(hyper)}

@@ -16,6 +16,7 @@ import minippl.distributions as dist
 from minippl.distributions import constraints
 from minippl import backend
 from minippl.infer import SVI, Trace_ELBO
+from minippl.infer.sync_window import host_counters, restore_host_counters
 from minippl.optim import Adam, ClippedAdam, SGD
 from tests import device_standin as device
 from tests.simple_models import guide as normal_guide, model as normal_model
@@ -107,7 +108,7 @@ def test_deferred_steps_compute_what_ordinary_steps_compute(make_optim):
         svi = SVI(normal_model, normal_guide, make_optim(), Trace_ELBO(), sync_every=sync_every)  # float64
         losses = [float(svi.step(x)) for _ in range(7)]
         store = minippl.get_param_store()
-        runs.append((losses, {n: store.get_unconstrained(n).copy() for n in store.keys()}, svi.optim.host_scalars()))
+        runs.append((losses, {n: store.get_unconstrained(n).copy() for n in store.keys()}, host_counters(svi.optim)))
     assert runs[0][0] == runs[1][0]
     for name in runs[0][1]:
         np.testing.assert_array_equal(runs[0][1][name], runs[1][1][name])
@@ -122,7 +123,7 @@ def test_a_refused_step_changes_nothing_and_the_sync_point_names_it():
         svi.step(good)
         before = {n: store.get_unconstrained(n).copy() for n in store.keys()}
         moments = {n: {k: v.copy() for k, v in s.items() if hasattr(v, "shape")} for n, s in svi.optim.state.items()}
-        counters = svi.optim.host_scalars()
+        counters = host_counters(svi.optim)
         assert np.isnan(svi.step(bad))  # step 2: refused on the device; nothing is read yet
         svi.step(good)  # step 3 runs, but changes nothing: a refused step stops the updates until a sync
         with pytest.raises(FloatingPointError, match=r"step 2: the loss or a gradient was not finite, so steps 2 to 4"):
@@ -131,7 +132,7 @@ def test_a_refused_step_changes_nothing_and_the_sync_point_names_it():
         np.testing.assert_array_equal(store.get_unconstrained(name), value)
         for key, array in moments[name].items():
             np.testing.assert_array_equal(svi.optim.state[name][key], array)
-    assert svi.optim.host_scalars() == counters and svi.step_count == 1
+    assert host_counters(svi.optim) == counters and svi.step_count == 1
     svi.step(good)  # training goes on from step 2, as after the ordinary guard's error
     assert svi.step_count == 2 and svi.optim.state["loc"]["step"] == 2
 
@@ -244,11 +245,11 @@ def test_a_numpy_learning_rate_decay_is_put_back_too():
     adam = ClippedAdam({"lr": 0.1, "lrd": np.float64(0.5)})
     theta = np.array([1.0])
     adam.step({"t": theta}, {"t": np.array([1.0])})
-    saved = adam.host_scalars()
+    saved = host_counters(adam)
     assert saved == {"t": {"step": 1, "lr": 0.05}}
     adam.step({"t": theta}, {"t": np.array([1.0])}, only_if=np.array(False))
-    adam.restore_host_scalars(saved)
-    assert adam.host_scalars() == saved
+    restore_host_counters(adam, saved)
+    assert host_counters(adam) == saved
 
 
 @pytest.mark.parametrize("flag, changes", [(True, True), (False, False), (np.array(True), True),

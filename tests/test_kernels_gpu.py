@@ -191,7 +191,7 @@ def test_adam_kernel_leaves_nan_visible(gpu):
 
 
 def test_the_finite_flag_of_a_deferred_step_stays_on_the_gpu(gpu):
-    from minippl.infer.guards import finite_flag
+    from minippl.infer.sync_window import finite_flag
 
     minippl.set_backend("numba")  # the registry's all_finite_flag entry: gpu.nonfinite_flag
     loss, grads = cupy.asarray(np.float32(1.0)), {"a": dev(randn(5)), "b": dev(randn(3, 4))}

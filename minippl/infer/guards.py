@@ -49,24 +49,6 @@ def check_log_prob_shape(site, log_prob):
         )
 
 
-def finite_flag(loss, grads):
-    """A 0-d boolean array, on the loss's device: the loss and every gradient are finite.
-
-    Nothing is read to the host: SVI(sync_every=k) hands the flag to the optimiser, whose update
-    is then conditional on it, and reads it only at its sync points.
-    """
-    xp = backend.array_module(loss, *grads.values())
-    ok = xp.isfinite(xp.asarray(loss)) if backend.array_module(loss) is xp else xp.asarray(np.isfinite(loss))
-    return ok & _all_finite_flag(list(grads.values())) if grads else ok
-
-
-@backend.fusable("all_finite_flag")
-def _all_finite_flag(arrays):
-    """A 0-d boolean array on the arrays' device: no NaN or inf in any of them (one kernel on a GPU)."""
-    xp = backend.array_module(arrays[0])
-    return xp.all(xp.stack([xp.isfinite(a).all() for a in arrays]))
-
-
 def check_finite(loss, grads, site_log_probs, step, order=()):
     """Raise FloatingPointError before a NaN or inf can become an update.
 

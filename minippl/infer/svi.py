@@ -3,19 +3,18 @@
 Teaches: ``SVI(model, guide, optim, loss).step(*args)`` does three things: ask
 the loss for its value and the gradient of every unconstrained param, check
 that nothing is NaN or inf, and let the optimiser update the param store in
-place. On a GPU, reading that check (or the loss) makes the host wait for the GPU;
-``SVI(..., sync_every=k)`` keeps the check on the device instead, makes the update depend
-on it, and reads it every k steps (``sync``). Builds on elbo.py, guards.py (the NaN guard),
-params.py and optim.py.
+place. ``SVI(..., sync_every=k)`` reads that check only every k steps, so a GPU step never
+waits (sync_window.py). Builds on elbo.py, guards.py (the NaN guard), params.py, optim.py
+and sync_window.py.
 """
 import warnings
 
 import numpy as np
 
-from .. import backend
 from ..params import get_param_store
 from ..validation import device_values_read, errors_say
-from .guards import check_finite, finite_flag
+from .guards import check_finite
+from .sync_window import SyncWindow
 
 
 class SVI:
@@ -60,13 +59,12 @@ class SVI:
         self.validate, self.sync_every = validate, sync_every
         self.step_count = 0
         self._names_before = set(get_param_store().keys())
-        self._first_refused = None  # sync_every > 1: on the device, the first refused step since the last sync
-        self._counters = []  # sync_every > 1: (step, the optimiser's host numbers before it)
+        self.window = SyncWindow(optim, sync_every) if sync_every > 1 else None
 
     def step(self, *args, **kwargs):
         """One update; returns the loss (a float, or with ``sync_every > 1`` a 0-d array of the
         params' device, which ``float()`` reads)."""
-        if self.sync_every == 1:
+        if self.window is None:
             return self._step(args, kwargs)
         try:
             return self._step(args, kwargs)
@@ -78,54 +76,32 @@ class SVI:
             raise
 
     def _step(self, args, kwargs):
-        step = self.step_count + 1  # counts the updates made; a refused step makes none
-        deferred = self.sync_every > 1
-        with errors_say(step=step), device_values_read(not deferred or step == 1 or step % self.sync_every == 0):
+        step, window = self.step_count + 1, self.window  # counts the updates made; a refused step makes none
+        with errors_say(step=step), device_values_read(window is None or window.reads_at(step)):
             loss, grads, site_log_probs = self.loss.loss_and_grads(self.model, self.guide, *args, **kwargs)
         store = get_param_store()
         params = {name: store.get_unconstrained(name) for name in grads}
         # checked in the dtype the optimiser will use: a finite float64 gradient can be inf in float32
         with np.errstate(over="ignore"):
             grads = {n: g if g.dtype == params[n].dtype else g.astype(params[n].dtype) for n, g in grads.items()}
-        if not deferred:
+        if window is None:
             check_finite(loss, grads, site_log_probs, step, order=list(store.keys()))
         if step == 1:
             self._first_step_checks(grads, args, kwargs)
-        if deferred:
-            self.optim.step(params, grads, only_if=self._note_finite(step, finite_flag(loss, grads)))
-        else:
-            self.optim.step(params, grads)
+        self.optim.step(params, grads, only_if=None if window is None else window.guard(step, loss, grads))
         self.step_count = step
-        if deferred and step % self.sync_every == 0:
+        if window is None:
+            return float(loss)
+        if step % self.sync_every == 0:
             self.sync()
-        return loss if deferred else float(loss)
-
-    def _note_finite(self, step, ok):
-        """Keep (on the device) the first step whose loss or gradient was not finite; return the
-        flag "no step refused since the last sync", which this step's update is made to depend on."""
-        xp = backend.array_module(ok)
-        first = self._first_refused if self._first_refused is not None else xp.full((), 0, dtype=np.int64)
-        self._first_refused = xp.where((first == 0) & ~ok, step, first)  # 0: none refused yet
-        self._counters.append((step, self.optim.host_scalars()))
-        return self._first_refused == 0
+        return loss
 
     def sync(self):
-        """With ``sync_every > 1``: read whether a step since the last sync was refused (one read from
-        the device) and, if one was, raise FloatingPointError naming it. From that step on no param
-        or optimiser state changed, and the step count and the optimiser's counters are put back.
-        Call it before saving a checkpoint, so that the saved counters are the true ones."""
-        if self._first_refused is None:
-            return
-        refused, counters = int(self._first_refused), self._counters  # the one read
-        self._first_refused, self._counters = None, []
-        if refused == 0:
-            return
-        self.optim.restore_host_scalars(dict(counters)[refused])
-        last, self.step_count = self.step_count, refused - 1
-        raise FloatingPointError(
-            f"step {refused}: the loss or a gradient was not finite, so steps {refused} to {last} changed no "
-            f"parameter (SVI(sync_every={self.sync_every}) reads the check at its sync points). Run with "
-            f"sync_every=1 to name the site or param, then lower the learning rate or bound the values that feed it.")
+        """With ``sync_every > 1``: read whether a step since the last sync was refused and, if one
+        was, raise FloatingPointError naming it (SyncWindow.sync). Call it before saving a
+        checkpoint, so that the saved step counts are the true ones."""
+        if self.window is not None:
+            self.window.sync(self)
 
     def evaluate_loss(self, *args, **kwargs):
         """The loss at the current params; changes neither params nor optimiser state."""
