@@ -13,7 +13,7 @@ params.py, optim.py and saving.py.
 import json
 
 from . import saving
-from .params import get_param_store, state_from_entries, store_entries
+from .params import get_param_store
 
 _FORMAT = "minippl.checkpoint/1"
 
@@ -23,7 +23,7 @@ def save_checkpoint(path, optim=None, **metadata):
 
     >>> save_checkpoint("run/checkpoint.npz", optim, epoch=3, rng_state=rng.bit_generator.state)  # doctest: +SKIP
     """
-    entries = {"metadata": json.dumps(metadata), **store_entries(get_param_store())}
+    entries = {"metadata": json.dumps(metadata), **saving.store_entries(get_param_store())}
     if optim is not None:
         entries["optim"] = type(optim).__name__  # which optimiser: Adam moments are no use to SGD
         entries.update(saving.flatten("optim", optim.state))
@@ -44,7 +44,7 @@ def load_checkpoint(path, optim=None):
         raise ValueError(f"{path!r}: unreadable metadata ({error})") from None
     saved_optim = entries.pop("optim", None)
     groups = saving.unflatten(path, entries, param=1, constraint=1, optim=2)
-    store_state = state_from_entries(path, groups)
+    store_state = saving.store_state(path, groups)
     store = get_param_store()
     try:
         store._validate_state(store_state, where=repr(path))

@@ -160,20 +160,16 @@ class PyroOptim:
             checked[key] = entry[key].copy()
         return checked
 
-    def _format(self):
-        return f"minippl.optim.{type(self).__name__}/1"
-
     def save(self, path):
         """Write the state as "state/<name>/<field>" entries to ``path`` (".npz" appended if
         missing) atomically; return that path."""
-        return saving.write_npz(path, self._format(), saving.flatten("state", self.state))
+        return saving.write_npz(path, saving.optim_format(self), saving.flatten("state", self.state))
 
     def load(self, path):
         """Read a file written by ``save``; a corrupt or mismatched file raises ValueError
         naming it, and the optimiser is left unchanged. The moments stay NumPy arrays until
         the first step, which moves them to the param's device and dtype (``_match_param``)."""
-        path, entries = saving.read_npz(path, f"{type(self).__name__} state", self._format())
-        state = saving.unflatten(path, entries, state=2)["state"]
+        path, state = saving.read_optim_state(path, self)
         try:
             self.set_state(state)
         except ValueError as error:

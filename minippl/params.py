@@ -18,9 +18,6 @@ from .backend import array_module
 from .distributions import constraints
 from .distributions.constraint_registry import biject_to
 
-_FORMAT = "minippl.ParamStore/1"
-
-
 def _as_float_array(value):
     """A floating ndarray stays the very same object; a Python or NumPy scalar becomes
     a 0-d array (updatable in place); integers become float64."""
@@ -225,13 +222,12 @@ class ParamStore:
 
     def save(self, path):
         """Write the store to ``path`` (".npz" appended if missing) atomically; return that path."""
-        return saving.write_npz(path, _FORMAT, store_entries(self))
+        return saving.write_npz(path, saving.STORE_FORMAT, saving.store_entries(self))
 
     def load(self, path):
         """Read a file written by ``save`` and ``set_state`` it. The whole file is read and
         checked first: a corrupt file raises ValueError and leaves the store unchanged."""
-        path, entries = saving.read_npz(path, "param store", _FORMAT)
-        state = state_from_entries(path, saving.unflatten(path, entries, param=1, constraint=1))
+        path, state = saving.read_store(path)
         self._validate_state(state, where=repr(path))  # the file's name in the message
         self.set_state(state)
 
@@ -311,26 +307,6 @@ def _reference(owner):
         return weakref.ref(owner)
     except TypeError:
         return lambda: owner
-
-
-# ------------------------------------------------------------------ the store in a file (and in a checkpoint)
-def store_entries(store):
-    """The store as .npz entries: "param/<name>" its unconstrained array, "constraint/<name>" its spec."""
-    specs = {name: store.get_constraint(name).spec for name in store}
-    return {**saving.flatten("param", dict(store.named_parameters())), **saving.flatten("constraint", specs)}
-
-
-def state_from_entries(path, entries):
-    """Undo ``store_entries`` (as unflattened by saving.py): a ``get_state()`` dict, specs parsed."""
-    state = {"params": entries["param"], "constraints": {}}
-    for name, spec in entries["constraint"].items():
-        if spec.dtype.kind != "U" or spec.ndim != 0:
-            raise ValueError(f"{path!r}: unexpected entry {'constraint/' + name!r}")
-        try:
-            state["constraints"][name] = constraints.from_spec(str(spec))  # parsed, never evaluated
-        except ValueError as error:
-            raise ValueError(f"{path!r}: param '{name}': {error}") from None
-    return state
 
 
 # ------------------------------------------------------------------ the active store

@@ -7,7 +7,8 @@ saying what wrote it. There is no pickle either way, so reading a file can never
 A save writes a temporary file beside the target, then renames it over the target: a
 crash mid-write leaves the previous file whole. A load reads the whole file and checks it
 before anything changes: a bad file raises ValueError naming it, and nothing is half-set.
-Builds on backend.py; params.py, optim.py and checkpoint.py use it.
+Builds on backend.py and constraints.py (a constraint is saved as its spec string);
+params.py, optim.py and checkpoint.py use it.
 """
 import contextlib
 import os
@@ -16,6 +17,7 @@ import tempfile
 import numpy as np
 
 from .backend import to_host
+from .distributions import constraints
 
 _MARKER = "__format__"
 
@@ -115,3 +117,42 @@ def _check_marker(path, found, what, marker):
         raise ValueError(f"{path!r} is not a minippl {what} file (no '{marker}' marker)")
     if found != marker:
         raise ValueError(f"{path!r} is not a minippl {what} file (it is marked '{found}', not '{marker}')")
+
+
+# ------------------------------------------------------------------ what the three files hold
+STORE_FORMAT = "minippl.ParamStore/1"
+
+
+def optim_format(optim):
+    return f"minippl.optim.{type(optim).__name__}/1"  # another optimiser's file is refused by name
+
+
+def store_entries(store):
+    """A param store as entries: "param/<name>" its unconstrained array, "constraint/<name>" its spec."""
+    specs = {name: store.get_constraint(name).spec for name in store}
+    return {**flatten("param", dict(store.named_parameters())), **flatten("constraint", specs)}
+
+
+def store_state(path, entries):
+    """Undo ``store_entries`` (after ``unflatten``): a ``ParamStore.get_state()`` dict, specs parsed."""
+    state = {"params": entries["param"], "constraints": {}}
+    for name, spec in entries["constraint"].items():
+        if spec.dtype.kind != "U" or spec.ndim != 0:
+            raise ValueError(f"{path!r}: unexpected entry {'constraint/' + name!r}")
+        try:
+            state["constraints"][name] = constraints.from_spec(str(spec))  # parsed, never evaluated
+        except ValueError as error:
+            raise ValueError(f"{path!r}: param '{name}': {error}") from None
+    return state
+
+
+def read_store(path):
+    """(path, state) from a file written by ``ParamStore.save``."""
+    path, entries = read_npz(path, "param store", STORE_FORMAT)
+    return path, store_state(path, unflatten(path, entries, param=1, constraint=1))
+
+
+def read_optim_state(path, optim):
+    """(path, {name: {field: array}}) from a file written by ``optim.save``."""
+    path, entries = read_npz(path, f"{type(optim).__name__} state", optim_format(optim))
+    return path, unflatten(path, entries, state=2)["state"]
