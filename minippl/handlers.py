@@ -1,15 +1,13 @@
 """Effect handlers: one small class per effect.
 
-Teaches: each handler is a :class:`~minippl.runtime.Messenger` that changes or
-records the messages of the sites run inside it (see runtime.py for the stack).
-Every handler works three ways, as in Pyro and NumPyro::
+Teaches: each handler is a :class:`~minippl.runtime.Messenger` that changes or records the
+messages of the sites run inside it. Every handler works three ways, as in Pyro and NumPyro::
 
     trace(model).get_trace(x)            # wrapper
     with seed(rng_seed=0): model(x)       # context manager
     @condition(data={"z": 0.}) def m()... # decorator
 
-Builds on runtime.py. ``plate`` lives in plate.py; the primitives that send
-messages (``sample``, ``param``, ...) live in primitives.py.
+Builds on runtime.py. ``plate`` is in plate.py; the primitives that send messages, in primitives.py.
 """
 import numbers
 import warnings
@@ -23,12 +21,9 @@ SITE_TYPES = ("sample", "param", "plate")  # named sites; "call" records are the
 
 
 class Trace:
-    """What ``trace`` recorded: the named sites, and every record in run order.
-
-    ``nodes`` maps a site name to its message (Pyro's ``trace.nodes``).
-    ``records`` lists every message in execution order, including the
-    anonymous "call" records of layers: this list is the ELBO's tape.
-    """
+    """What ``trace`` recorded: ``nodes`` maps a site name to its message (Pyro's ``trace.nodes``);
+    ``records`` lists every message in run order, with the anonymous "call" records of layers and
+    traced arithmetic: this list is the ELBO's tape."""
 
     def __init__(self):
         self.nodes = {}
@@ -117,17 +112,15 @@ class replay(Messenger):
             return
         recorded = self.trace.nodes.get(msg["name"])
         if recorded is not None and recorded["type"] == msg["type"]:
-            msg["value"] = recorded["value"]
-            msg["done"] = True
+            msg.update(value=recorded["value"], done=True)
 
 
 class block(Messenger):
     """Hide sites from the handlers outside (below) this one.
 
-    ``hide_fn(msg) -> bool`` decides; else ``hide`` lists names to hide, or
-    ``expose`` the only names to show; with none of them every site is hidden.
-    Layer and op "call" records carry gradients, not choices, so they are kept, unless
-    ``hide_calls=True``: a run that must leave no record at all outside (an autoguide's
+    ``hide_fn(msg) -> bool`` decides; else ``hide`` lists names to hide, or ``expose`` the only names
+    to show; with none of them every site is hidden. "call" records carry gradients, not choices, so
+    they are kept, unless ``hide_calls=True``: a run that must leave no record outside (an autoguide's
     look at the model, Predictive's probe of its shapes).
 
     >>> import minippl, minippl.distributions as dist
@@ -163,10 +156,8 @@ class block(Messenger):
 
 
 class seed(Messenger):
-    """Draw every random choice inside from a generator seeded with ``rng_seed``.
-
-    Each entry starts the generator afresh, so a seeded function repeats its
-    draws exactly, whatever the global generator did before.
+    """Draw every random choice inside from a generator seeded with ``rng_seed``, started afresh on
+    each entry: a seeded function repeats its draws exactly, whatever the global generator did before.
 
     >>> import minippl, minippl.distributions as dist
     >>> draw = seed(lambda: minippl.sample("z", dist.Normal(0., 1.)), rng_seed=0)
@@ -189,10 +180,8 @@ class seed(Messenger):
 
 
 class condition(Messenger):
-    """Observe sample sites: ``condition(model, data={"z": value})``.
-
-    A conditioned site becomes observed: it keeps its log-probability in the
-    ELBO, but the guide no longer samples it.
+    """Observe sample sites: ``condition(model, data={"z": value})``. A conditioned site keeps its
+    log-probability in the ELBO, but the guide no longer samples it.
 
     >>> import minippl, minippl.distributions as dist
     >>> condition(lambda: minippl.sample("z", dist.Normal(0., 1.)), data={"z": 2.})()
@@ -207,20 +196,17 @@ class condition(Messenger):
 
     def process_message(self, msg):
         if msg["type"] == "sample" and msg["name"] in self.data:
-            msg["value"] = self.data[msg["name"]]
-            msg["is_observed"] = True
-            msg["done"] = True
+            msg.update(value=self.data[msg["name"]], is_observed=True, done=True)
 
 
 class do(Messenger):
     """Intervene on sample sites: ``do(model, data={"z": value})``, Pearl's do-operator, as in Pyro.
 
-    The model's code gets ``value`` at ``z`` as if it were hard-coded, so everything
-    downstream of ``z`` follows the intervention. The site's own draw still happens, as a
-    fresh sample site named ``z`` whose value does not propagate: the log joint keeps
-    ``z``'s term, and composed with ``condition`` (on ``z`` and its consequences) this
-    gives Pyro's counterfactuals. The intervened value is a site named ``"z__CF"``,
-    observed and hidden from the handlers outside ``do`` (handlers inside it see it).
+    The model gets ``value`` at ``z`` as if it were hard-coded, so everything downstream follows the
+    intervention. ``z``'s own draw still happens, as a fresh site ``z`` whose value does not
+    propagate: the log joint keeps its term, and composed with ``condition`` this gives Pyro's
+    counterfactuals. The intervened value is a site ``"z__CF"``, observed and hidden from the
+    handlers outside ``do``.
 
     >>> import minippl, minippl.distributions as dist
     >>> def model():
@@ -258,11 +244,9 @@ class do(Messenger):
 
 
 class substitute(Messenger):
-    """Replace the values of param (and unobserved sample) sites.
-
-    ``data`` maps names to values; ``substitute_fn(msg)`` may compute a value
-    or return None to leave the site alone. A substituted value is a constant:
-    no gradient flows to the param store through it.
+    """Replace the values of param (and unobserved sample) sites: ``data`` maps names to values, or
+    ``substitute_fn(msg)`` computes one (None leaves the site alone). A substituted value is a
+    constant: no gradient flows to the param store through it.
 
     >>> import minippl, numpy as np
     >>> minippl.clear_param_store()
@@ -280,14 +264,9 @@ class substitute(Messenger):
     def process_message(self, msg):
         if msg["type"] not in ("param", "sample") or msg["is_observed"]:
             return
-        if self.data is not None:
-            value = self.data.get(msg["name"])
-        else:
-            value = self.substitute_fn(msg)
+        value = self.data.get(msg["name"]) if self.data is not None else self.substitute_fn(msg)
         if value is not None:
-            msg["value"] = value
-            msg["done"] = True
-            msg["substituted"] = True
+            msg.update(value=value, done=True, substituted=True)
 
 
 class scale(Messenger):

@@ -1,12 +1,10 @@
 """Distributions, part 1: shapes, and the contract every distribution keeps.
 
-Teaches: the three kinds of dimension (sample, batch, event), how ``expand``,
-``to_event`` and ``mask`` reshape a distribution without touching its numbers,
-and the contract that replaces autograd: each distribution writes the
-derivatives (VJPs) of its own log-density and sampler. The contract is stated
-once, in :class:`Distribution`'s docstring, with a complete example. Builds on
-backend.py; every concrete distribution (normal.py, bernoulli.py, ...) subclasses
-:class:`Distribution`.
+Teaches: the three kinds of dimension (sample, batch, event), how ``expand``, ``to_event`` and
+``mask`` reshape a distribution without touching its numbers, and the contract that replaces
+autograd: each distribution writes the derivatives (VJPs) of its own log-density and sampler,
+stated once in :class:`Distribution`'s docstring with a complete example. Builds on backend.py,
+traced.py, validation.py and constraints.py; every concrete distribution subclasses it.
 
 Shapes. A draw from ``Normal(zeros((3, 2)), 1.).to_event(1)`` with
 ``sample_shape=(5,)`` has shape ``(5, 3, 2)``::
@@ -25,10 +23,7 @@ from ..backend import batch_dims_of, broadcast_shapes, grad_like, promote, shape
 from ..validation import check_args, check_types  # noqa: F401
 from . import constraints
 
-
-# The helpers a subclass uses live with what they are about: ``check_types`` and ``check_args``
-# (argument errors) in validation.py; ``promote``, ``grad_like`` and ``batch_dims_of`` (arrays
-# and broadcasting) in backend.py. They are imported here so a subclass imports them from one place.
+# re-exported so that a subclass imports its helpers from one place (they live in backend.py and validation.py)
 
 
 def _check_expand(dist, batch_shape):
@@ -143,8 +138,7 @@ class Distribution:
     TypeError: Forgetful: arg_names lists 'rate', but __init__ did not store it...
     """
 
-    # the contract's class attributes (see above), defaulting to a distribution without arguments
-    has_rsample = False
+    has_rsample = False  # the contract's class attributes, defaulting to a distribution without arguments
     has_enumerate_support = False  # True where enumerate_support() lists every value (as Pyro checks)
     arg_names = ()
     arg_constraints = {}
@@ -165,8 +159,8 @@ class Distribution:
                 validation.defer_until_sampled(self, error)  # the sample statement names the site
 
     def __setattr__(self, name, value):
-        # a traced argument is stored as its plain array (the math below never sees a traced
-        # value); the traced value is kept, keyed by that array's id, for traced_args()
+        # a traced argument is stored as its plain array (the math never sees a traced value);
+        # the traced value is kept, keyed by that array's id, for traced_args()
         if type(value) is traced.Traced:
             if "_traced" not in self.__dict__:
                 object.__setattr__(self, "_traced", {})
@@ -187,11 +181,8 @@ class Distribution:
         return found
 
     def _check_stored_args(self):
-        """Raise a TypeError if a name of ``arg_names`` was not stored as a float or an array.
-
-        The contract's check that needs no array read: whether what was stored *is* what was
-        passed, only the caller can see (tests/test_contracts.py checks it for every distribution).
-        """
+        """Raise a TypeError if a name of ``arg_names`` was not stored as a float or an array (whether
+        it *is* what was passed only the caller can see: tests/test_contracts.py checks that)."""
         try:
             args = self.arg_arrays()
         except AttributeError:
@@ -287,11 +278,8 @@ class Distribution:
         return wrt
 
     def _batch_result(self, log_prob, value):
-        """``log_prob`` broadcast to ``batch_dims_of(value) + batch_shape`` as an array.
-
-        An expanded distribution's arguments are smaller than its batch_shape
-        (broadcasting is lazy), so its raw log-density must be broadcast up.
-        """
+        """``log_prob`` broadcast to ``batch_dims_of(value) + batch_shape`` as an array (an expanded
+        distribution's arguments are smaller than its batch_shape: broadcasting is lazy)."""
         xp = backend.array_module(log_prob)
         log_prob = xp.asarray(log_prob)
         shape = broadcast_shapes(batch_dims_of(value, self.event_dim), self.batch_shape)
@@ -305,11 +293,8 @@ class Distribution:
 
     # ------------------------------------------------------------- reshaping
     def expand(self, batch_shape):
-        """The same distribution repeated over a larger ``batch_shape``.
-
-        The new instance shares the argument objects (no copy, identity kept)
-        and only records the new shape; the math broadcasts lazily.
-        """
+        """The same distribution repeated over a larger ``batch_shape``: the new instance shares the
+        argument objects (no copy, identity kept) and only records the new shape."""
         new = copy.copy(self)
         new._batch_shape = _check_expand(self, batch_shape)
         return new
@@ -357,11 +342,8 @@ class _Wrapper(Distribution):
         return self.base_dist.rsample_vjp(noise, grad_value, wrt)
 
 class Independent(_Wrapper):
-    """``base`` with its rightmost ``reinterpreted_batch_ndims`` batch dims made event dims.
-
-    log_prob sums the base log-prob over those dims; its VJP therefore hands the
-    same cotangent to every summed term: d sum_i f_i / d f_i = 1.
-    """
+    """``base`` with its rightmost ``reinterpreted_batch_ndims`` batch dims made event dims: log_prob
+    sums the base log-prob over them, so its VJP hands every summed term the same cotangent."""
 
     def __init__(self, base_dist, reinterpreted_batch_ndims):
         n = reinterpreted_batch_ndims
@@ -404,10 +386,9 @@ class Independent(_Wrapper):
 class MaskedDistribution(_Wrapper):
     """``base`` whose log-prob is 0 wherever ``mask`` is False (missing data, padding).
 
-    ``np.where`` rather than ``log_prob * mask``: a masked-out term may be -inf or
-    NaN (a placeholder value outside the support), and 0 * inf is NaN. The VJP
-    zeroes the cotangent the same way. As in Pyro, fill masked-out values with
-    something inside the support: the base gradient is computed everywhere.
+    ``where`` rather than ``log_prob * mask``: a masked-out term may be -inf or NaN (a placeholder
+    outside the support), and 0 * inf is NaN. As in Pyro, fill masked-out values with something
+    inside the support: the base gradient is computed everywhere, then zeroed the same way.
     """
 
     def __init__(self, base_dist, mask):
