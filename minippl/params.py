@@ -1,10 +1,8 @@
 """The param store: learnable arrays live here, unconstrained; reading one applies its transform.
 
-Teaches: ``value = biject_to(constraint).forward(u)`` with ``u`` the stored array,
-so an optimiser may move ``u`` anywhere in R; module weights are stored as the very
-arrays the module holds (no copies); and a store is saved as "param/<name>" arrays
-and "constraint/<name>" specs (saving.py writes and reads the file). Builds on
-distributions/constraints.py and constraint_registry.py (biject_to).
+Teaches: ``value = biject_to(constraint).forward(u)`` with ``u`` the stored array, so an optimiser
+may move ``u`` anywhere in R; and module weights are stored as the very arrays the module holds
+(no copies). Builds on constraints.py, constraint_registry.py (biject_to) and saving.py (its file).
 """
 import contextlib
 import re
@@ -57,8 +55,7 @@ class ParamStore:
     def __getitem__(self, name):
         return self.constrained(name)
 
-    def __setitem__(self, name, value):
-        """Set the constrained value, keeping the name's constraint (real for a new name)."""
+    def __setitem__(self, name, value):  # a constrained value; the name keeps its constraint (real if new)
         constraint = self._constraints.get(name, constraints.real)
         self._set(name, _unconstrained(name, value, constraint), constraint)
 
@@ -79,12 +76,10 @@ class ParamStore:
     def keys(self):
         return self._params.keys()
 
-    def items(self):
-        """(name, constrained value) pairs."""
+    def items(self):  # (name, constrained value) pairs
         return [(name, self.constrained(name)) for name in self._params]
 
-    def values(self):
-        """The constrained values, in the order of ``keys()``."""
+    def values(self):  # the constrained values, in the order of keys()
         return [self.constrained(name) for name in self._params]
 
     def clear(self):
@@ -112,8 +107,7 @@ class ParamStore:
         self._require(name)
         return self._constraints[name]
 
-    def get_transform(self, name):
-        """``biject_to(get_constraint(name))``: a small object, built on each call as param() does."""
+    def get_transform(self, name):  # a small object, built on each read
         return biject_to(self.get_constraint(name))
 
     def constrained(self, name):
@@ -121,22 +115,20 @@ class ParamStore:
         return self.get_transform(name).forward(self._params[name])
 
     def get_param(self, name, init_tensor=None, constraint=constraints.real, event_dim=None):
-        """Pyro's ``get_param``: ``store[name]`` if ``init_tensor`` is None, else
-        ``setdefault(name, init_tensor, constraint)``. ``event_dim`` is ignored, as in Pyro
-        (it matters to ``minippl.param`` inside a plate, not to the store)."""
+        """Pyro's: ``store[name]``, or ``setdefault(name, init_tensor, constraint)``; ``event_dim`` is
+        ignored, as in Pyro (it matters to ``minippl.param`` inside a plate, not to the store)."""
         if init_tensor is None:
             return self[name]
         return self.setdefault(name, init_tensor, constraint)
 
-    def get_all_param_names(self):
-        """The names (Pyro deprecates it for ``keys()``, and so does minippl)."""
+    def get_all_param_names(self):  # deprecated for keys(), as in Pyro
         warnings.warn("ParamStore.get_all_param_names() is deprecated; use .keys() instead.", DeprecationWarning,
                       stacklevel=2)
         return self.keys()
 
     def replace_param(self, param_name, new_param, old_param):
-        """Set ``param_name`` to the constrained value ``new_param``, after checking that ``old_param``
-        is its current value (Pyro's check; Pyro deprecates it for ``store[name] = new_param``)."""
+        """``store[param_name] = new_param`` once ``old_param`` is checked to be the current value
+        (Pyro's check; deprecated there too)."""
         warnings.warn("ParamStore.replace_param() is deprecated; use store[name] = new_value instead.",
                       DeprecationWarning, stacklevel=2)
         current = self.constrained(param_name)  # raises a KeyError naming the known params
@@ -160,8 +152,7 @@ class ParamStore:
         pattern = re.compile(name)
         return {key: self.constrained(key) for key in self._params if pattern.match(key)}
 
-    def named_parameters(self):
-        """(name, unconstrained array) pairs: what an optimiser updates, in place."""
+    def named_parameters(self):  # (name, unconstrained array): what an optimiser updates in place
         return list(self._params.items())
 
     def set_unconstrained(self, name, array):
@@ -171,13 +162,10 @@ class ParamStore:
 
     # ---------------------------------------------------------- modules
     def register_module_array(self, name, array, owner, path):
-        """Share a module's parameter array with the store; return the array both now hold.
-
-        A new name stores ``array`` itself (constraint real) and remembers ``owner``
-        and its dotted ``path`` (e.g. "fc1.weight"). A known name keeps the store's
-        array (e.g. one just loaded) and rebinds it into the module with
-        ``owner.set_parameter(path, store_array)``.
-        """
+        """Share a module's parameter array with the store; return the array both now hold. A new name
+        stores ``array`` itself (constraint real) and remembers ``owner`` and its dotted ``path``
+        ("fc1.weight"); a known name keeps the store's array (one just loaded, say) and rebinds it
+        into the module with ``owner.set_parameter(path, store_array)``."""
         if name not in self._params:
             self._set(name, array, constraints.real)
         else:
@@ -204,12 +192,9 @@ class ParamStore:
                 "constraints": dict(self._constraints)}
 
     def set_state(self, state):
-        """Set every name in ``state`` (other names are kept, as in Pyro).
-
-        Where the store already holds an array of the same shape and dtype, the values
-        are copied INTO it, so modules sharing it see them; otherwise a copy of the
-        state's array replaces it (and owners are rebound).
-        """
+        """Set every name in ``state`` (other names are kept, as in Pyro). Into an array of the same
+        shape and dtype the values are copied, so modules sharing it see them; otherwise a copy of
+        the state's array replaces it, and its owners are rebound."""
         params, constraints_ = self._validate_state(state, where="set_state")
         for name, u in params.items():
             current = self._params.get(name)
@@ -220,8 +205,7 @@ class ParamStore:
             else:
                 self._set(name, xp.array(u, copy=True), constraints_[name])
 
-    def save(self, path):
-        """Write the store to ``path`` (".npz" appended if missing) atomically; return that path."""
+    def save(self, path):  # atomically, to path (".npz" appended if missing); returns that path
         return saving.write_npz(path, saving.STORE_FORMAT, saving.store_entries(self))
 
     def load(self, path):
@@ -233,13 +217,10 @@ class ParamStore:
 
     @contextlib.contextmanager
     def scope(self, state=None):
-        """Make a fresh store the active one inside the block; yield it.
-
-        ``state`` may be a store yielded by an earlier scope (to go back to it) or a
-        ``get_state()`` dict. Pyro's scope swaps the contents of its one store;
-        minippl swaps which store is active, so the outer store and modules bound to
-        its arrays are untouched, and ``get_param_store()`` returns the active one.
-        """
+        """Make a fresh store (or ``state``: a store from an earlier scope, or a ``get_state()`` dict)
+        the active one inside the block; yield it. Pyro's scope swaps the contents of its one store;
+        minippl swaps which store is active, so the outer store and the modules bound to its arrays
+        are untouched."""
         global _ACTIVE_STORE
         inner = state if isinstance(state, ParamStore) else ParamStore()
         if state is not None and not isinstance(state, ParamStore):
