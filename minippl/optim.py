@@ -1,9 +1,9 @@
 """Optimisers with Pyro's interface: ``Adam({"lr": 1e-3})``, ``SGD``, ``ClippedAdam``.
 
-Teaches: the update rules of torch.optim.SGD, torch.optim.Adam and Pyro's ClippedAdam,
-written as plain in-place NumPy so every parameter array keeps its identity (modules
-and the param store share it). As in Pyro's PyroOptim, each parameter name gets its own
-state (step count, moments) the first time it is seen. Builds on params.py.
+Teaches: the update rules of torch.optim.SGD, torch.optim.Adam and Pyro's ClippedAdam, written
+as plain in-place NumPy so every parameter array keeps its identity (modules and the param store
+share it). As in Pyro's PyroOptim, each param name gets its own state (step count, moments) the
+first time it is seen. Builds on params.py and saving.py.
 """
 import math
 
@@ -15,11 +15,10 @@ from .backend import array_module
 class PyroOptim:
     """Base class: hyperparameters from a dict (or a callable name -> dict), per-name state.
 
-    ``step(params, grads)``: ``params`` maps names to unconstrained arrays, updated IN PLACE;
-    ``grads`` maps names to gradients of the loss to minimise. A name without a gradient
-    is left alone, as torch skips a parameter whose ``.grad`` is None. ``only_if``, a 0-d
-    boolean array on the params' device, makes the whole update conditional on it without
-    reading it: SVI(sync_every=k) refuses a non-finite step this way, on the GPU.
+    ``step(params, grads)``: ``params`` maps names to unconstrained arrays, updated IN PLACE; ``grads``
+    to gradients of the loss to minimise (a name without one is left alone, as torch skips a
+    ``.grad`` of None). ``only_if``, a 0-d boolean on the params' device, makes the update
+    conditional on it without reading it (SVI's sync window, sync_window.py).
     """
 
     defaults = {}  # hyperparameter -> default value; None means required
@@ -38,12 +37,10 @@ class PyroOptim:
         self._hyperparameters = {}  # name -> resolved hyperparameters (fixed at first sight, as Pyro)
 
     # ---------------------------------------------------------- the subclass's part
-    def state_arrays(self, hyper):
-        """Names of the per-parameter arrays this rule keeps (each shaped like the param)."""
+    def state_arrays(self, hyper):  # names of the per-param arrays this rule keeps, shaped like the param
         return ()
 
-    def initial_scalars(self, hyper):
-        """Per-parameter numbers kept besides the step count (ClippedAdam's decayed lr)."""
+    def initial_scalars(self, hyper):  # per-param numbers kept besides the step count (a decayed lr)
         return {}
 
     def validate(self, hyper):
@@ -102,13 +99,11 @@ class PyroOptim:
         else:
             self.update_all_if(work, only_if)
 
-    def update_all(self, work):
-        """``update`` each (param, grad, state, hyper); Adam fuses them all into one kernel call."""
+    def update_all(self, work):  # Adam fuses them all into one kernel call
         for param, grad, state, hyper in work:
             self.update(param, grad, state, hyper)
 
-    def update_all_if(self, work, only_if):
-        """``update_all``, kept only if ``only_if`` (a 0-d flag on the device) holds."""
+    def update_all_if(self, work, only_if):  # update_all, kept only if only_if (a device flag) holds
         arrays = [a for param, _, state, hyper in work for a in (param, *(state[k] for k in self.state_arrays(hyper)))]
         kept_only_if(only_if, arrays, lambda: self.update_all(work))
 
@@ -132,13 +127,11 @@ class PyroOptim:
                 state[key] = xp.asarray(array, dtype=param.dtype)
 
     # ---------------------------------------------------------- state and files
-    def get_state(self):
-        """{name: {"step": int, <moment name>: copy of array, ...}} for every param seen."""
+    def get_state(self):  # {name: {"step": int, <moment>: a copy, ...}} for every param seen
         return {name: {k: (v.copy() if hasattr(v, "copy") else v) for k, v in s.items()}
                 for name, s in self.state.items()}
 
-    def set_state(self, state):
-        """Set the state of every name in ``state`` (copies; other names are kept, as in Pyro)."""
+    def set_state(self, state):  # copies; the names not in state are kept, as in Pyro
         self.state.update(self._checked_state(state))
 
     def _checked_state(self, state):
@@ -160,15 +153,12 @@ class PyroOptim:
             checked[key] = entry[key].copy()
         return checked
 
-    def save(self, path):
-        """Write the state as "state/<name>/<field>" entries to ``path`` (".npz" appended if
-        missing) atomically; return that path."""
+    def save(self, path):  # "state/<name>/<field>" entries, atomically, to path (".npz" appended if missing)
         return saving.write_npz(path, saving.optim_format(self), saving.flatten("state", self.state))
 
     def load(self, path):
-        """Read a file written by ``save``; a corrupt or mismatched file raises ValueError
-        naming it, and the optimiser is left unchanged. The moments stay NumPy arrays until
-        the first step, which moves them to the param's device and dtype (``_match_param``)."""
+        """Read a file written by ``save``; a corrupt or mismatched one raises ValueError naming it and
+        changes nothing. The moments move to the param's device and dtype at the next step."""
         path, state = saving.read_optim_state(path, self)
         try:
             self.set_state(state)
