@@ -1,13 +1,10 @@
 """Plates: conditional independence, broadcasting and subsampling.
 
-Teaches: ``with plate("data", N):`` says the sites inside are independent
-along one batch dimension. The plate (1) allocates that dimension (the
-rightmost free one, counting from -1, unless ``dim`` is given), (2) expands
-each distribution's batch shape to ``size`` along it, and (3) when it
-subsamples ``m`` of ``N`` items, scales their log-probabilities by ``N / m``
-so that the ELBO estimate stays unbiased for the full data; (4) reads a
-param declared with ``event_dim`` at the subsampled items only. Builds on
-runtime.py (a plate is a Messenger).
+Teaches: ``with plate("data", N):`` says the sites inside are independent along one batch dimension. The plate
+(1) allocates that dimension (the rightmost free one, counting from -1, unless ``dim`` is given), (2) expands
+each distribution's batch shape to ``size`` along it, (3) when it subsamples ``m`` of ``N`` items, scales their
+log-probabilities by ``N / m`` so the ELBO estimate stays unbiased for the full data, and (4) reads a param
+declared with ``event_dim`` at the subsampled items only. Builds on runtime.py (a plate is a Messenger).
 """
 import contextlib
 from collections import namedtuple
@@ -17,8 +14,7 @@ import numpy as np
 from . import backend
 from .runtime import Messenger, apply_stack, new_message, stack_is_empty
 
-# What a site remembers about each plate around it.
-# size is the (sub)sample size along dim; full_size the size of the whole data.
+# What a site keeps of each plate around it: size is the (sub)sample size along dim, full_size the data's.
 CondIndepStackFrame = namedtuple("CondIndepStackFrame", ["name", "dim", "size", "full_size"])
 
 _USED_DIMS = {}  # dim -> name of the active plate that holds it
@@ -27,10 +23,8 @@ _USED_DIMS = {}  # dim -> name of the active plate that holds it
 def _allocate_dim(name, dim):
     if name in _USED_DIMS.values():
         held = next(d for d, n in _USED_DIMS.items() if n == name)
-        raise ValueError(
-            f"plate '{name}' is entered inside itself (it already holds dim {held}): nested plates "
-            f"index different things, so give the inner one another name."
-        )
+        raise ValueError(f"plate '{name}' is entered inside itself (it already holds dim {held}): nested "
+                         f"plates index different things, so give the inner one another name.")
     if dim is None:
         dim = -1
         while dim in _USED_DIMS:
@@ -38,19 +32,15 @@ def _allocate_dim(name, dim):
     elif dim >= 0:
         raise ValueError(f"plate '{name}': dim must be negative (counted from the right), got {dim}")
     elif dim in _USED_DIMS:
-        raise ValueError(
-            f"plate '{name}' asks for dim {dim}, which the enclosing plate '{_USED_DIMS[dim]}' already "
-            f"uses: pass another dim, or dim=None to let minippl choose a free one."
-        )
+        raise ValueError(f"plate '{name}' asks for dim {dim}, which the enclosing plate '{_USED_DIMS[dim]}' "
+                         f"already uses: pass another dim, or dim=None to let minippl choose a free one.")
     _USED_DIMS[dim] = name
     return dim
 
 
 class plate(Messenger):
-    """A vectorised (or, iterated, a sequential) independence context.
-
-    ``with plate("data", 100, subsample_size=10) as idx:`` gives the indices
-    of the subsample (``np.arange(size)`` when there is no subsampling).
+    """A vectorised (or, iterated, a sequential) independence context; ``with plate(...) as idx:`` gives the
+    indices of the subsample (``np.arange(size)`` when there is no subsampling).
 
     >>> import minippl, numpy as np, minippl.distributions as dist
     >>> from minippl.handlers import trace
@@ -64,19 +54,15 @@ class plate(Messenger):
         super().__init__()
         if subsample is not None:
             subsample = np.asarray(subsample)
-            if size is None:
-                size = len(subsample)
             subsample_size = len(subsample)
+            size = subsample_size if size is None else size
         if size is None:
             raise ValueError(f"plate '{name}' needs a size: plate('{name}', size)")
         if subsample_size is not None and not 0 < subsample_size <= size:
             raise ValueError(f"plate '{name}': subsample_size {subsample_size} must be in 1..{size}")
-        self.name = name
-        self.size = int(size)
+        self.name, self.size, self._fixed_subsample = name, int(size), subsample
         self.subsample_size = self.size if subsample_size is None else int(subsample_size)
-        self.requested_dim = dim
-        self.dim = None  # the dim it holds while active
-        self._fixed_subsample = subsample
+        self.requested_dim, self.dim = dim, None  # self.dim: the dim it holds while active
 
     # ------------------------------------------------------------ subsample
     def _draw_indices(self):
@@ -94,8 +80,7 @@ class plate(Messenger):
 
     @property
     def scale(self):
-        # true division: 10 of 25 items stand for 2.5 items each
-        return self.size / self.subsample_size
+        return self.size / self.subsample_size  # true division: 10 of 25 items stand for 2.5 items each
 
     # ------------------------------------------------------------ vectorised
     def __enter__(self):
@@ -116,20 +101,18 @@ class plate(Messenger):
         return super().__exit__(*exc)
 
     def process_message(self, msg):
-        if msg["type"] != "sample":
-            return
-        msg["cond_indep_stack"] = (self.frame,) + msg["cond_indep_stack"]
-        msg["scale"] = self.scale * msg["scale"]
-        msg["fn"] = _broadcast_to_plate(msg, self.frame)
+        if msg["type"] == "sample":
+            msg["cond_indep_stack"] = (self.frame,) + msg["cond_indep_stack"]
+            msg["scale"] = self.scale * msg["scale"]
+            msg["fn"] = _broadcast_to_plate(msg, self.frame)
 
     def postprocess_message(self, msg):
-        # Pyro's rule for param(..., event_dim=k): the dims left of the last k line up with the
-        # plates, so inside a subsampling plate a full-size param is read at the drawn items only
-        # (a recorded np.take, whose backward scatter-adds into the full param)
+        # Pyro's rule for param(..., event_dim=k): the dims left of the last k line up with the plates, so a
+        # subsampling plate reads a full-size param at the drawn items only (a recorded np.take: its backward
+        # scatter-adds into the full param)
         if msg["type"] != "param" or msg.get("event_dim") is None:
             return
-        dim = self.dim - msg["event_dim"]
-        shape = backend.shape_of(msg["value"])
+        dim, shape = self.dim - msg["event_dim"], backend.shape_of(msg["value"])
         if len(shape) < -dim or shape[dim] == 1:
             return
         if shape[dim] != self.size:
@@ -150,10 +133,9 @@ class plate(Messenger):
 
 @contextlib.contextmanager
 def plate_stack(prefix, sizes, rightmost_dim=-1):
-    """Enter one plate per size (Pyro's ``pyro.plate_stack``), for a batch of shape ``sizes``.
-
-    The plates are named ``f"{prefix}_{i}"``, counted from the right: ``{prefix}_0`` holds
-    ``rightmost_dim`` and has size ``sizes[-1]``, ``{prefix}_1`` the dim left of it, and so on.
+    """Enter one plate per size (Pyro's ``pyro.plate_stack``), for a batch of shape ``sizes``. The plates are
+    named from the right: ``{prefix}_0`` holds ``rightmost_dim`` with size ``sizes[-1]``, ``{prefix}_1`` the
+    dim left of it, and so on.
 
     >>> import minippl, minippl.distributions as dist
     >>> with plate_stack("batch", (2, 3)):
@@ -195,7 +177,6 @@ def _broadcast_to_plate(msg, frame):
             f"sample site '{msg['name']}': its distribution has batch shape {tuple(fn.batch_shape)}, "
             f"with size {have} at dim {frame.dim}, where plate '{frame.name}' of size {frame.size} sits. "
             f"If that dim belongs to one event (e.g. an image's pixels), declare it with .to_event(1); "
-            f"if it indexes data, give the plate that size or move the plate to another dim."
-        )
+            f"if it indexes data, give the plate that size or move the plate to another dim.")
     batch_shape[frame.dim] = frame.size
     return fn.expand(tuple(batch_shape))

@@ -1,10 +1,8 @@
 """The primitives a model is written with: ``sample``, ``param``, ``module``, ``deterministic``, ``factor``.
 
-Teaches: a primitive only describes a site and sends it through the handler
-stack (runtime.py); what happens to it (recorded, replayed, conditioned,
-seeded...) is decided by the handlers around it. With no handler active,
-``sample`` simply draws, exactly as in Pyro. Builds on runtime.py, params.py
-and the distributions.
+Teaches: a primitive only describes a site and sends it through the handler stack (runtime.py); what happens
+to it (recorded, replayed, conditioned, seeded...) is decided by the handlers around it. With no handler
+active, ``sample`` simply draws, exactly as in Pyro. Builds on runtime.py, params.py and the distributions.
 """
 import contextlib
 import numbers
@@ -21,21 +19,14 @@ from .runtime import apply_stack, new_message, stack_is_empty
 def sample(name, fn, obs=None, infer=None, sample_shape=()):
     """Draw the random choice ``name`` from the distribution ``fn``, or observe ``obs``."""
     if not isinstance(fn, Distribution):
-        raise TypeError(
-            f"sample site '{name}': expected a distribution such as dist.Normal(loc, scale), "
-            f"got {type(fn).__name__}."
-        )
+        raise TypeError(f"sample site '{name}': expected a distribution such as dist.Normal(loc, scale), "
+                        f"got {type(fn).__name__}.")
     validation.raise_deferred(fn, name)  # an argument error met while the model ran
-    if stack_is_empty():
-        if obs is None:
-            return fn.sample(sample_shape)
-        msg = new_message("sample", name, fn, value=obs, is_observed=True, done=True, infer=dict(infer or {}))
-    else:
-        msg = new_message(
-            "sample", name, fn,
-            value=obs, is_observed=obs is not None, done=obs is not None,
-            infer=dict(infer or {}), kwargs={"sample_shape": sample_shape},
-        )
+    if stack_is_empty() and obs is None:
+        return fn.sample(sample_shape)
+    msg = new_message("sample", name, fn, value=obs, is_observed=obs is not None, done=obs is not None,
+                      infer=dict(infer or {}), kwargs={"sample_shape": sample_shape})
+    if not stack_is_empty():
         apply_stack(msg)
     # the value is final only now (a handler may have observed, replayed or substituted it)
     if validation.is_validation_enabled() and getattr(msg["fn"], "_validate_args", True) \
@@ -50,18 +41,14 @@ def sample(name, fn, obs=None, infer=None, sample_shape=()):
 
 
 def param(name, init=None, constraint=constraints.real, event_dim=None, *, init_tensor=None):
-    """A learnable value, stored unconstrained in the param store; returns it constrained.
+    """A learnable value, stored unconstrained in the param store; returns it constrained. ``init`` (Pyro's
+    ``init_tensor``; both are accepted) is used only the first time ``name`` is seen and may be a callable
+    returning the value. The store keeps ``u = biject_to(constraint).inverse(init)``; every read returns
+    ``biject_to(constraint).forward(u)``, whose gradient the ELBO's backward pass maps back to ``u``.
 
-    ``init`` (Pyro calls it ``init_tensor``; both are accepted) is used only the
-    first time ``name`` is seen and may be a callable returning the value.
-    The store keeps ``u = biject_to(constraint).inverse(init)``; every read
-    returns ``biject_to(constraint).forward(u)``, whose gradient the ELBO's
-    backward pass maps back to ``u``.
-
-    ``event_dim`` (Pyro's meaning): the value's rightmost ``event_dim`` dims are one
-    event, and the dims left of them are batch dims that line up with the plates. Inside
-    a plate that subsamples, such a param (of the plate's full size along its dim) is
-    read at the subsampled items only, so per-datum parameters follow the data.
+    ``event_dim`` (Pyro's meaning): the value's rightmost ``event_dim`` dims are one event, and the dims left
+    of them are batch dims that line up with the plates. A subsampling plate reads such a param (of the
+    plate's full size along its dim) at the subsampled items only, so per-datum parameters follow the data.
 
     >>> import numpy as np, minippl
     >>> minippl.clear_param_store()
@@ -74,10 +61,8 @@ def param(name, init=None, constraint=constraints.real, event_dim=None, *, init_
     store = get_param_store()
     if name not in store:
         if init is None:
-            raise KeyError(
-                f"param '{name}' is not in the param store and has no initial value: "
-                f"pass one, e.g. minippl.param('{name}', np.zeros(3))."
-            )
+            raise KeyError(f"param '{name}' is not in the param store and has no initial value: "
+                           f"pass one, e.g. minippl.param('{name}', np.zeros(3)).")
         store.setdefault(name, init() if callable(init) else init, constraint)
     unconstrained = store.get_unconstrained(name)
     transform = biject_to(store.get_constraint(name))
@@ -105,13 +90,10 @@ def reading_module_arrays():
 
 
 def module(name, nn_module, update_module_params=False):
-    """Register the arrays of ``nn_module`` in the param store as ``name$$$path``.
-
-    Nothing is copied: the store holds the module's very arrays (or, if the
-    store already has values for these names, e.g. after ``load``, the module
-    is rebound to the store's arrays). Each array is then read with ``param``,
-    so traces see it and its gradient reaches the store.
-    """
+    """Register the arrays of ``nn_module`` in the param store as ``name$$$path``. Nothing is copied: the store
+    holds the module's very arrays (or, if it already has values for these names, e.g. after ``load``, the
+    module is rebound to the store's); each is then read with ``param``, so traces see it and its gradient
+    reaches the store."""
     if update_module_params:
         raise NotImplementedError("module(update_module_params=True): load the param store before training instead")
     store = get_param_store()
@@ -131,15 +113,12 @@ def deterministic(name, value, event_dim=None):
 
 
 def factor(name, log_factor):
-    """Add ``log_factor`` to the model's log joint (Pyro's ``pyro.factor``): a soft constraint, a
-    likelihood written by hand, a penalty.
-
-    As in Pyro, it is an observed sample site whose value is empty (shape ``(..., 0)``) and
-    whose log-prob is ``log_factor``: here ``Delta(empty, log_density=log_factor, event_dim=1)``,
-    so the ELBO differentiates it with Delta's ``log_prob_vjp`` (d log_prob / d log_density = 1)
-    and a traced ``log_factor`` (computed from params or guide draws) passes its gradient on.
-    Inside a plate, ``log_factor`` has one entry per item (or broadcasts to one); the plate's
-    subsampling scale applies as for any site.
+    """Add ``log_factor`` to the model's log joint (Pyro's ``pyro.factor``): a soft constraint, a likelihood
+    written by hand, a penalty. As in Pyro, it is an observed sample site whose value is empty (shape
+    ``(..., 0)``) and whose log-prob is ``log_factor``: here ``Delta(empty, log_density=log_factor, event_dim=1)``,
+    so the ELBO differentiates it with Delta's ``log_prob_vjp`` (d log_prob / d log_density = 1) and a traced
+    ``log_factor`` (computed from params or guide draws) passes its gradient on. Inside a plate, ``log_factor``
+    has one entry per item (or broadcasts to one); the plate's subsampling scale applies as for any site.
 
     >>> import numpy as np, minippl
     >>> from minippl.handlers import trace

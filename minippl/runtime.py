@@ -1,11 +1,10 @@
 """The effect system: messages, the handler stack, and ``apply_stack``.
 
-Teaches: how ``sample`` and ``param`` become *effects*. A primitive builds a
-message (a dict describing the site) and hands it to the stack of active
-handlers; each handler may read or change it; then a default action fills in
-the value. Every handler in handlers.py is a small subclass of :class:`Messenger`.
-Builds on backend.py and traced.py: a record's output reaches the model as a traced value,
-and a "call" record (a layer, or NumPy arithmetic on a traced value) runs traced.run_call.
+Teaches: how ``sample`` and ``param`` become *effects*. A primitive builds a message (a dict describing
+the site) and hands it to the stack of active handlers; each handler may read or change it; then a
+default action fills in the value. Every handler in handlers.py is a small subclass of :class:`Messenger`.
+Builds on backend.py and traced.py: a record's output reaches the model as a traced value, and a "call"
+record (a layer, or NumPy arithmetic on a traced value) runs traced.run_call.
 
 The stack, drawn once (a Python list; its END is the TOP)::
 
@@ -14,23 +13,17 @@ The stack, drawn once (a Python list; its END is the TOP)::
             with plate("N", 3): _STACK[2]   top: entered last, innermost
                 sample("z", ...)
 
-    process_message:     top -> bottom  (plate, then seed, then trace)
+    process_message:     top -> bottom  (plate, then seed, then trace); a handler that sets
+                         msg["stop"] = True hides the message from those below it (how block works)
     default action:      draw or look up the value, unless a handler already did
-    postprocess_message: bottom -> top, over the handlers that processed the message
-                         (so trace, the outermost, records the message as the default
-                         action left it; a handler above it may still change the value
-                         the caller gets, as a subsampling plate does for a param)
+    postprocess_message: bottom -> top, over the handlers that processed the message (so trace, the
+                         outermost, records the message as the default action left it; a handler above
+                         it may still change the value returned, as a subsampling plate does for a param)
 
-A handler sets ``msg["stop"] = True`` to hide the message from the handlers
-below it (that is how ``block`` works).
-
-Two ways to write a handler, both dispatched by ``apply_stack``: minipyro's
-``process_message(msg)`` / ``postprocess_message(msg)``, which see every message,
-and Pyro's ``_pyro_<type>(msg)`` / ``_pyro_post_<type>(msg)`` (``_pyro_sample``,
-``_pyro_post_param``, ...), which see only messages of that type (minippl's types:
-"sample", "param", "plate", "call"). A class defining both has, for one message,
-``process_message`` then ``_pyro_<type>``, and after the default action
-``_pyro_post_<type>`` then ``postprocess_message``: the minipyro method is the outer one.
+Two ways to write a handler, both dispatched by ``apply_stack``: minipyro's ``process_message`` /
+``postprocess_message`` see every message; Pyro's ``_pyro_<type>`` / ``_pyro_post_<type>`` (``_pyro_sample``,
+...) only those of their type ("sample", "param", "plate", "call"). A class with both runs, minipyro's outer:
+``process_message``, ``_pyro_<type>``, the default action, ``_pyro_post_<type>``, ``postprocess_message``.
 """
 from . import backend, traced, validation
 
@@ -38,11 +31,7 @@ _STACK = []
 
 
 class Messenger:
-    """Base class of every handler: a context manager, a decorator and a wrapper.
-
-    ``handler(fn, ...)`` returns a callable that runs ``fn`` inside the handler;
-    ``with handler(...):`` applies it to a block; ``@handler(...)`` to a function.
-    """
+    """Base class of every handler: a context manager, a decorator (``@h(...)``) and a wrapper (``h(fn)``)."""
 
     fn = None  # so a subclass whose __init__ skips super().__init__() (Pyro's tutorial) still works
     _pre_by_type = _post_by_type = {}  # the base class has no Pyro-style methods
@@ -62,9 +51,8 @@ class Messenger:
         return self
 
     def __exit__(self, exc_type, exc_value, traceback):
-        # Handlers leave in the reverse order they entered; anything else is a bug.
         assert _STACK and _STACK[-1] is self, "effect handlers exited out of order"
-        _STACK.pop()
+        _STACK.pop()  # handlers leave in the reverse order they entered
 
     def process_message(self, msg):
         pass
@@ -74,8 +62,7 @@ class Messenger:
 
     def __call__(self, *args, **kwargs):
         if self.fn is None:  # used as a decorator with arguments: @handler(...)
-            (fn,) = args
-            self.fn = fn
+            (self.fn,) = args
             return self
         with self:
             return self.fn(*args, **kwargs)
@@ -83,24 +70,16 @@ class Messenger:
 
 def new_message(type, name, fn, args=(), kwargs=None, value=None, **extra):
     """A site's message: everything a handler may want to know or change."""
-    msg = {
+    return {
         "type": type,  # "sample", "param", "call" (a layer on the tape) or "plate"
-        "name": name,
-        "fn": fn,
-        "args": args,
-        "kwargs": kwargs or {},
-        "value": value,
-        "is_observed": False,
+        "name": name, "fn": fn, "args": args, "kwargs": kwargs or {}, "value": value, "is_observed": False,
         "scale": 1.0,  # multiplies the site's log-prob (plate subsampling, scale handler)
         "mask": None,  # None or a bool array: which log-prob terms count
         "cond_indep_stack": (),  # the plates around the site, innermost first
         "rng": None,  # a seed handler puts its generator here
-        "infer": {},
-        "stop": False,
-        "done": False,  # True once a handler has supplied the value
+        "infer": {}, "stop": False, "done": False,  # done: True once a handler has supplied the value
+        **extra,
     }
-    msg.update(extra)
-    return msg
 
 
 def apply_stack(msg):
@@ -109,16 +88,14 @@ def apply_stack(msg):
     for handler in reversed(_STACK):
         visited += 1
         handler.process_message(msg)
-        pyro_style = handler._pre_by_type.get(msg["type"])
-        if pyro_style is not None:  # Pyro's _pyro_sample, _pyro_param, ...
-            getattr(handler, pyro_style)(msg)
+        if msg["type"] in handler._pre_by_type:  # Pyro's _pyro_sample, _pyro_param, ...
+            getattr(handler, handler._pre_by_type[msg["type"]])(msg)
         if msg["stop"]:
             break
     default_process_message(msg)
     for handler in _STACK[len(_STACK) - visited:]:
-        pyro_style = handler._post_by_type.get(msg["type"])
-        if pyro_style is not None:  # Pyro's _pyro_post_sample, ...
-            getattr(handler, pyro_style)(msg)
+        if msg["type"] in handler._post_by_type:  # Pyro's _pyro_post_sample, ...
+            getattr(handler, handler._post_by_type[msg["type"]])(msg)
         handler.postprocess_message(msg)
     return msg
 
@@ -130,8 +107,7 @@ def default_process_message(msg):
     if msg["type"] == "sample":
         fn, rng = msg["fn"], msg["rng"] or backend.global_rng()
         sample_shape = msg["kwargs"].get("sample_shape", ())
-        if fn.has_rsample:
-            # keep the noise: the ELBO's backward pass needs it for rsample_vjp
+        if fn.has_rsample:  # keep the noise: the ELBO's backward pass needs it for rsample_vjp
             value, msg["noise"] = fn.rsample_with_noise(sample_shape, rng=rng)
         else:
             value = fn.sample(sample_shape, rng=rng)
@@ -139,8 +115,7 @@ def default_process_message(msg):
         root = f"sample site '{msg['name']}'" if fn.has_rsample else None
         msg["value"], msg["drawn"] = traced.wrap(value, root), True
     elif msg["type"] == "plate":
-        # a plate's subsample indices: random, so drawn from the seeded generator if any
-        msg["value"] = msg["fn"](msg["rng"] or backend.global_rng())
+        msg["value"] = msg["fn"](msg["rng"] or backend.global_rng())  # random: seeded by a seed handler if any
     elif msg["type"] == "call":
         traced.run_call(msg)  # forward on plain arrays, keeping what backward will need
     else:

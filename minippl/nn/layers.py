@@ -1,10 +1,9 @@
 """Layers: a dense layer and the usual activations, each backward written right under its forward.
 
-Teaches: the vector-Jacobian products of ``x @ W.T + b`` and of elementwise functions, written
-to stay finite in float32 for any input and to reuse what forward kept in its cache (an
-activation's derivative is cheapest to get from its output). As module.py's layer contract
-says, each backward reads only its cache, never the layer's attributes. The elementwise math is
-written once, as plain functions at the end of the file; a fused kernel may replace each one
+Teaches: the vector-Jacobian products of ``x @ W.T + b`` and of elementwise functions, written to stay finite
+in float32 for any input and to reuse what forward kept in its cache (an activation's derivative is cheapest
+to get from its output); each backward reads only its cache (module.py's layer contract). The elementwise
+math is written once, as plain functions at the end of the file; a fused kernel may replace each one
 (``@backend.fusable``, kernels/registry.py). Builds on module.py.
 """
 import math
@@ -23,9 +22,9 @@ _DenseCache = namedtuple("_DenseCache", ["x", "weight", "has_bias"])
 class Dense(Module):
     """``y = x @ weight.T + bias`` over any leading batch dimensions (PyTorch's ``nn.Linear``).
 
-    ``weight`` has shape (out_features, in_features) and ``bias`` (out_features,), both drawn
-    from U(-1/sqrt(in), 1/sqrt(in)) as nn.Linear does: its kaiming_uniform(a=sqrt(5)) bound
-    sqrt(6 / ((1 + a^2) in)) is exactly 1/sqrt(in). ``rng`` None means backend.global_rng().
+    ``weight`` has shape (out_features, in_features) and ``bias`` (out_features,), both drawn from
+    U(-1/sqrt(in), 1/sqrt(in)) as nn.Linear does: its kaiming_uniform(a=sqrt(5)) bound sqrt(6 / ((1 + a^2) in))
+    is exactly 1/sqrt(in).
 
     >>> layer = Dense(3, 2)
     >>> layer(np.ones((5, 3), dtype=np.float32)).shape
@@ -68,18 +67,15 @@ class Dense(Module):
         return (grad_x,), grad_params
 
     def extra_repr(self):
-        has_bias = self.bias is not None
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={has_bias}"
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
 Linear = Dense  # PyTorch's name, so Pyro code ports by changing imports
 
 
 # ---------------------------------------------------------------- activations
-# Each is parameterless: backward returns an empty dict of parameter gradients, and
-# (None,) as input gradients when the input needs none.
-
-
+# Each is parameterless: backward returns an empty dict of parameter gradients, and (None,) as input
+# gradients when the input needs none.
 class Sigmoid(Module):
     """sigmoid(x) = 1 / (1 + exp(-x)), finite for every float32 input."""
 
@@ -92,11 +88,8 @@ class Sigmoid(Module):
 
 
 class Softplus(Module):
-    """softplus(x) = log(1 + exp(beta x)) / beta, and exactly x where beta x > threshold.
-
-    The threshold is PyTorch's (``nn.Softplus(beta=1, threshold=20)``): above it the
-    function is taken to be linear. Forward keeps the slope for backward.
-    """
+    """softplus(x) = log(1 + exp(beta x)) / beta, and exactly x where beta x > threshold (PyTorch's
+    ``nn.Softplus(beta=1, threshold=20)``: linear above it). Forward keeps the slope for backward."""
 
     def __init__(self, beta=1.0, threshold=20.0):
         super().__init__()
@@ -142,8 +135,7 @@ class Exp(Module):
         return y, y
 
     def backward(self, y, grad_y, needs_input_grad):
-        # exp'(x) = exp(x): reuse the output kept in the cache
-        return ((grad_y * y if needs_input_grad[0] else None),), {}
+        return ((grad_y * y if needs_input_grad[0] else None),), {}  # exp'(x) = exp(x): reuse the output y
 
 
 # ---------------------------------------------------------------- the reference math

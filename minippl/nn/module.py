@@ -1,9 +1,9 @@
 """Modules without autograd: named parameters, submodules, and how a layer call lands on the tape.
 
-Teaches: a Module holds float arrays (its parameters, named the PyTorch way, "fc1.weight")
-and child modules. A *layer* writes forward and backward by hand and records each call as a
-"call" message (runtime.py), so the ELBO can run its backward over the trace; a *composite*
-only calls layers and needs no backward of its own. Builds on backend.py, traced.py and runtime.py.
+Teaches: a Module holds float arrays (its parameters, named the PyTorch way, "fc1.weight") and child modules.
+A *layer* writes forward and backward by hand and records each call as a "call" message (runtime.py), so the
+ELBO can run its backward over the trace; a *composite* only calls layers and needs no backward of its own.
+Builds on backend.py, traced.py and runtime.py.
 """
 import numpy as np
 
@@ -13,12 +13,8 @@ from .. import backend, runtime, traced
 class Module:
     """Base class of every neural module (PyTorch's ``nn.Module``, without autograd).
 
-    Assigning an attribute registers it, in assignment order:
-
-    - a float array (NumPy or CuPy) becomes a *parameter*;
-    - a Module becomes a *submodule*;
-    - anything else (ints, None, strings) stays a plain attribute.
-
+    Assigning an attribute registers it, in assignment order: a float array (NumPy or CuPy) becomes a
+    *parameter*, a Module a *submodule*, anything else (ints, None, strings) stays a plain attribute.
     Constant arrays that must not be trained go through :meth:`register_buffer`.
 
     A subclass that defines ``backward`` is a **layer**; any other is a **composite**::
@@ -27,21 +23,17 @@ class Module:
                     backward(cache, grad_outputs, needs_input_grad) -> (grad_inputs, grad_params)
         composite:  forward(*inputs) -> outputs        # calls layers, which record themselves
 
-    The layer contract: **backward reads only its cache**, never an attribute of ``self``.
-    Whatever it needs (the weights forward used, whether it added a bias, a setting such as
-    softplus's beta) forward puts in the cache. A backward runs after the call has returned,
-    when an attribute may have been rebound (an optimiser step, ``set_parameter``) or, for a
-    Bayesian layer (bayesian.py), would be sampled afresh; reading only its cache, backward
-    sees exactly what its forward used.
+    The layer contract: **backward reads only its cache**, never an attribute of ``self``; forward puts in the
+    cache whatever backward needs (the weights it used, whether it added a bias, a setting such as softplus's
+    beta). Backward runs later, when an attribute may have been rebound (an optimiser step, ``set_parameter``)
+    or, for a Bayesian layer (bayesian.py), sampled afresh: the cache holds exactly what forward used.
 
-    ``outputs`` is an array or a tuple of arrays; ``grad_outputs`` has the same structure
-    (a tuple entry is None when that output received no gradient). ``needs_input_grad``
-    holds one bool per input and ``grad_inputs`` one gradient per input, None where it
-    was not needed (and then it is never computed). ``grad_params`` maps this layer's
-    parameter names, as :meth:`current_parameters` gives them, to their gradients: the tape
-    sends each one to the array of that name the call used. A backward never writes into
-    ``grad_outputs`` or the cache, and may return ``grad_outputs`` itself (or a view of
-    it), so whoever accumulates gradients must not add into a received array in place.
+    ``outputs`` is an array or a tuple of arrays; ``grad_outputs`` has the same structure (None for a tuple
+    entry that received no gradient). ``needs_input_grad`` holds one bool per input, ``grad_inputs`` one
+    gradient per input, None (and never computed) where not needed. ``grad_params`` maps parameter names, as
+    :meth:`current_parameters` gives them, to their gradients. A backward never writes into ``grad_outputs``
+    or the cache and may return ``grad_outputs`` itself (or a view of it), so whoever accumulates gradients
+    must not add into a received array in place.
 
     >>> class Scale(Module):                     # a layer: y = w * x
     ...     def __init__(self):
@@ -70,21 +62,18 @@ class Module:
 
     def __init__(self):
         # dicts used as ordered sets of attribute names: they keep registration order
-        object.__setattr__(self, "_parameter_names", {})
-        object.__setattr__(self, "_module_names", {})
-        object.__setattr__(self, "_buffer_names", {})
+        for registry in ("_parameter_names", "_module_names", "_buffer_names"):
+            object.__setattr__(self, registry, {})
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        # A class that writes its own backward is a layer: its calls go on the tape.
-        cls._is_layer = cls.backward is not Module.backward
+        cls._is_layer = cls.backward is not Module.backward  # a layer: its calls go on the tape
 
     # ------------------------------------------------------------ registration
     def __setattr__(self, name, value):
         if "_parameter_names" not in self.__dict__:
-            raise AttributeError(
-                f"cannot assign {name!r} before Module.__init__() ran: call super().__init__() "
-                f"at the top of {type(self).__name__}.__init__")
+            raise AttributeError(f"cannot assign {name!r} before Module.__init__() ran: "
+                                 f"call super().__init__() at the top of {type(self).__name__}.__init__")
         if name in self._buffer_names:
             registry = self._buffer_names
         elif backend.is_float_array(value):  # exactly the attributes that become parameters
@@ -170,8 +159,7 @@ class Module:
 
     def get_parameter(self, path):
         """The parameter at dotted ``path``, e.g. ``"fc1.weight"``."""
-        module, name = self._owner_of(path)
-        return getattr(module, name)
+        return getattr(*self._owner_of(path))
 
     def set_parameter(self, path, value):
         """Rebind the parameter at dotted ``path`` to ``value`` (same shape); the param store
@@ -183,13 +171,10 @@ class Module:
         setattr(module, name, value)
 
     def current_parameters(self):
-        """``{name: array}`` this layer computes with now, by the names its backward returns.
-
-        The call record keeps this dict, and the tape sends each gradient of ``grad_params``
-        to the array under its name here: the array that was used, even if the attribute is
-        rebound (or, for a Bayesian layer, sampled afresh) before the backward pass. It must
-        hold every array backward returns a gradient for; the tape raises for a name it lacks.
-        """
+        """``{name: array}`` this layer computes with now, by the names its backward returns. The call record
+        keeps this dict, and the tape sends each gradient of ``grad_params`` to the array under its name here:
+        the array that was used, even if the attribute is rebound before the backward pass. It must hold every
+        array backward returns a gradient for (the tape raises otherwise)."""
         return {name: getattr(self, name) for name in self._parameter_names}
 
     # ------------------------------------------------------------ calling
@@ -197,9 +182,8 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward")
 
     def backward(self, cache, grad_outputs, needs_input_grad):
-        raise NotImplementedError(
-            f"{type(self).__name__} is a composite module: it has no backward, because each "
-            f"layer it calls records itself on the trace")
+        raise NotImplementedError(f"{type(self).__name__} is a composite module: it has no backward, "
+                                  f"because each layer it calls records itself on the trace")
 
     def __call__(self, *inputs, **kwargs):
         if not self._is_layer:
@@ -248,10 +232,7 @@ class Module:
 
 
 class Sequential(Module):
-    """Call modules one after another (``nn.Sequential``); children are named "0", "1", ...
-
-    A composite: each child records itself when called, so Sequential needs no backward.
-    """
+    """Call modules in turn (``nn.Sequential``), named "0", "1", ...; each records itself, so no backward."""
 
     def __init__(self, *modules):
         super().__init__()
