@@ -1,9 +1,8 @@
 """Bernoulli: a discrete likelihood, and computing it without overflow.
 
-Teaches: two parametrisations of one distribution (``probs`` or ``logits``), and
-how to keep log-densities and their gradients finite in float32 (clamping probs,
-writing softplus and sigmoid so that ``exp`` never overflows). Builds on
-distribution.py. Bernoulli has no reparameterised sampler.
+Teaches: two parametrisations of one distribution (``probs`` or ``logits``), and keeping log-densities and their
+gradients finite in float32 (clamping probs; softplus and sigmoid written so that ``exp`` never overflows).
+Builds on distribution.py. Bernoulli has no reparameterised sampler.
 """
 import numpy as np
 
@@ -13,9 +12,8 @@ from .distribution import Distribution, check_args, grad_like, promote
 
 
 class ProbsOrLogits:
-    """For a distribution given ``probs`` or ``logits`` (exactly one, stored as given in
-    ``_param``, its name in ``arg_names``): the argument, and the other as a property.
-    Binomial and Geometric use it as is; Bernoulli clamps its probs first (below)."""
+    """Given ``probs`` or ``logits`` (exactly one, stored as given in ``_param``, named by ``arg_names``): that
+    argument, and the other as a property. Binomial and Geometric use it; Bernoulli clamps probs first (below)."""
 
     def arg_arrays(self):
         return {self.arg_names[0]: self._param}
@@ -38,14 +36,11 @@ class ProbsOrLogits:
 class Bernoulli(Distribution):
     """Bernoulli(probs=None, logits=None): P(x = 1) = probs = sigmoid(logits).
 
-    Give exactly one of ``probs`` or ``logits``; ``arg_names`` is that one, and
-    the other is available as a computed property. ``log_prob`` accepts values
-    anywhere in [0, 1], not just {0, 1}: ``x log p + (1 - x) log(1 - p)`` is then
-    the binary cross-entropy used for grey-scale pixels (as in Pyro's VAE
-    example; it is not a normalised density, binarise the data to get one).
-    In the ``probs`` parametrisation, probs are clamped to [eps, 1 - eps]
-    (eps = the dtype's machine epsilon, as torch does) so probs of exactly 0 or 1
-    give finite log-probs; the gradient is zero where the clamp is active.
+    Give exactly one of ``probs`` or ``logits``; ``arg_names`` is that one, the other a computed property.
+    ``log_prob`` accepts values anywhere in [0, 1], not just {0, 1}: ``x log p + (1 - x) log(1 - p)`` is then the
+    binary cross-entropy used for grey-scale pixels (as in Pyro's VAE example; not a normalised density: binarise
+    the data for one). Given ``probs``, they are clamped to [eps, 1 - eps] (eps = the dtype's machine epsilon, as
+    torch does) so probs of exactly 0 or 1 give finite log-probs; the gradient is zero where the clamp is active.
     """
 
     support = constraints.boolean  # what sample() returns; log_prob also takes [0, 1]
@@ -56,10 +51,9 @@ class Bernoulli(Distribution):
         if (probs is None) == (logits is None):
             given = "both" if probs is not None else "neither"
             raise ValueError(f"Bernoulli takes exactly one of probs= or logits=, got {given}")
-        name = "probs" if probs is not None else "logits"
+        self.arg_names = ("probs",) if probs is not None else ("logits",)
         self._param = probs if probs is not None else logits  # stored as passed
-        self.arg_names = (name,)
-        super().__init__(check_args("Bernoulli", **{name: self._param}), validate_args=validate_args)
+        super().__init__(check_args("Bernoulli", **{self.arg_names[0]: self._param}), validate_args=validate_args)
 
     def _validate_sample(self, value, what="value", masked=False):
         # grey values in [0, 1] are accepted (see the class docstring), so the check is unit_interval
@@ -71,8 +65,7 @@ class Bernoulli(Distribution):
     def probs(self):
         if self.arg_names == ("probs",):
             return self._param
-        xp, _, (logits,) = promote(self._param)
-        return backend.sigmoid(logits)
+        return backend.sigmoid(promote(self._param)[2][0])  # p = sigmoid(l)
 
     @property
     def logits(self):
@@ -80,7 +73,7 @@ class Bernoulli(Distribution):
             return self._param
         xp, dtype, (probs,) = promote(self._param)
         p = self._clamp(probs, dtype, xp)
-        return xp.log(p) - xp.log1p(-p)
+        return xp.log(p) - xp.log1p(-p)  # l = log p - log(1 - p)
 
     @staticmethod
     def _clamp(probs, dtype, xp):
@@ -117,8 +110,7 @@ class Bernoulli(Distribution):
                                         self._check_wrt(wrt))
 
 
-# ---------------------------------------------------------------- the reference math
-# Each function may be replaced by a fused kernel (minippl/kernels/registry.py); the tests compare them.
+# ---- the reference math: a fused kernel (minippl/kernels/registry.py) may replace each; the tests compare them
 @backend.fusable("bernoulli_log_prob")
 def bernoulli_log_prob(value, param, is_logits):
     xp, dtype, (x, param) = promote(value, param)
@@ -136,19 +128,15 @@ def bernoulli_log_prob_grads(value, param_arg, is_logits, grad_log_prob, wrt):
     xp, dtype, (x, param, g) = promote(value, param_arg, grad_log_prob)
     grads = {}
     if is_logits:
-        if "value" in wrt:
-            # d/dx (x l - softplus(l)) = l
+        if "value" in wrt:  # d/dx (x l - softplus(l)) = l
             grads["value"] = grad_like(g * param, value)
-        if "logits" in wrt:
-            # d/dl (x l - softplus(l)) = x - sigmoid(l)
+        if "logits" in wrt:  # d/dl (x l - softplus(l)) = x - sigmoid(l)
             grads["logits"] = grad_like(g * (x - backend.sigmoid(param)), param_arg)
         return grads
     p = Bernoulli._clamp(param, dtype, xp)
-    if "value" in wrt:
-        # d/dx (x log p + (1 - x) log(1 - p)) = log p - log(1 - p)
+    if "value" in wrt:  # d/dx (x log p + (1 - x) log(1 - p)) = log p - log(1 - p)
         grads["value"] = grad_like(g * (xp.log(p) - xp.log1p(-p)), value)
-    if "probs" in wrt:
-        # d/dp (x log p + (1 - x) log(1 - p)) = x / p - (1 - x) / (1 - p); 0 where clamped
+    if "probs" in wrt:  # d/dp (x log p + (1 - x) log(1 - p)) = x / p - (1 - x) / (1 - p); 0 where clamped
         unclamped = p == param  # torch's clamp passes the gradient at the bounds too
         grads["probs"] = grad_like(xp.where(unclamped, g * (x / p - (1 - x) / (1 - p)), 0.0), param_arg)
     return grads

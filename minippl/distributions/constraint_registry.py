@@ -1,19 +1,18 @@
 """The constraint registry: the bijection from R onto each constraint, and its derivatives.
 
-Teaches: an optimiser moves parameters over all of R, so a constrained parameter (a positive
-scale, a probability) is stored unconstrained and mapped into its support by
-``biject_to(constraint)`` (torch's ``constraint_registry``); the chain rule needs that map's
-VJP, and autoguides need its log |Jacobian| and that term's VJP too. The Transform contract
-is written once, here; transforms.py adds the transforms with arguments and the vector ones.
-Builds on constraints.py (the codomains) and backend.py (the stable sigmoid).
+Teaches: an optimiser moves parameters over all of R, so a constrained parameter (a positive scale, a probability)
+is stored unconstrained and mapped into its support by ``biject_to(constraint)`` (torch's ``constraint_registry``);
+the chain rule needs that map's VJP, and autoguides its log |Jacobian| and that term's VJP. The Transform contract
+is written once, here; transforms.py adds the transforms with arguments and the vector ones. Builds on
+constraints.py (the codomains) and backend.py (the stable sigmoid).
 """
 import math
 
 import numpy as np
 
 from ..backend import array_module, sigmoid
-from .constraints import (Constraint, _GreaterThan, _Interval, _LessThan, _Positive, _PositiveDefinite, _Real,
-                          greater_than, interval, less_than, positive, real)
+from .constraints import (Constraint, _GreaterThan, _Interval, _LessThan, _PositiveDefinite, _Real, greater_than,
+                          interval, less_than, positive, real)
 
 
 def _float_dtype_of(x):
@@ -24,32 +23,27 @@ def _float_dtype_of(x):
 class Transform:
     """An elementwise bijection from R onto ``codomain``, with its VJP and log |dx/du|.
 
-    The contract. A transform maps an unconstrained ``u`` to ``x = forward(u)`` in
-    ``codomain`` (the Constraint given to ``__init__``: ``biject_to(c).codomain == c``),
-    element by element (``event_dim = 0``), and defines, each returning an array shaped
-    like ``u``:
+    The contract. A transform maps an unconstrained ``u`` to ``x = forward(u)`` in ``codomain`` (the Constraint
+    given to ``__init__``: ``biject_to(c).codomain == c``), element by element (``event_dim = 0``), and defines,
+    each returning an array shaped like ``u``:
 
     * ``forward(u)``: x (``t(u)`` calls it); ``inverse(x)``: u, so ``inverse(forward(u)) == u``;
-    * ``vjp(u, x, grad_x)``: ``grad_x * dx/du``, the gradient of the param store's
-      unconstrained value from that of the constrained one;
+    * ``vjp(u, x, grad_x)``: ``grad_x * dx/du``, the unconstrained value's gradient from the constrained one's;
     * ``log_abs_det_jacobian(u, x)``: ``log |dx/du|``, the change-of-variables term autoguides add;
     * ``log_abs_det_jacobian_vjp(u, x, grad)``: ``grad * d/du log |dx/du|``.
 
+    Beyond elementwise. A transform with ``event_dim = 1`` (stick-breaking onto the simplex, transforms.py) maps
+    each vector of the last dim as a whole: ``forward_shape(u.shape)`` may differ from ``u.shape``, and
+    log |det dx/du| and the cotangent of its VJP have one number per vector (shape ``u.shape[:-1]``).
+    TransformedDistribution also needs ``inverse_vjp(u, x, grad_u)`` = ``grad_u`` du/dx (elementwise,
+    ``grad_u / (dx/du)``) and, for a transform with arguments (``param_names``, AffineTransform's loc and scale),
+    their VJPs (transforms.py).
+
+    The backward methods also get ``x = forward(u)``, already computed: each derivative here is written in terms
+    of x, so needs no further exp or log (one exception, greater_than with a nonzero bound: see ExpTransform.vjp).
     A VJP may return the cotangent itself (where the derivative is 1): never modify its result in place.
-
-    Beyond elementwise. A transform with ``event_dim = 1`` (stick-breaking onto the simplex,
-    transforms.py) maps each vector of the last dim as a whole: ``forward_shape(u.shape)`` may
-    differ from ``u.shape``, log |det dx/du| has one number per vector (shape ``u.shape[:-1]``),
-    and so has the cotangent of ``log_abs_det_jacobian_vjp``. TransformedDistribution also
-    needs the inverse's VJP, ``inverse_vjp(u, x, grad_u)`` = ``grad_u`` du/dx (here, for an
-    elementwise map, ``grad_u / (dx/du)``), and, for a transform with arguments
-    (``param_names``, AffineTransform's loc and scale), their VJPs (transforms.py).
-
-    The backward methods are handed ``x = forward(u)`` as well, already computed by the
-    forward pass: each derivative here can be written in terms of x and so needs no
-    further exp or log (one exception, greater_than with a nonzero bound: see
-    ExpTransform.vjp). tests/test_contracts.py runs every transform ``biject_to`` returns
-    through this contract. A complete example, ``x = a + b u`` from R onto R:
+    tests/test_contracts.py runs every transform ``biject_to`` returns through this contract. A complete example,
+    ``x = a + b u`` from R onto R:
 
     >>> from minippl.backend import array_module
     >>> class Affine(Transform):
@@ -96,8 +90,7 @@ class Transform:
     def inverse_shape(self, shape):
         return tuple(shape)
 
-    def inverse_vjp(self, u, x, grad_u):
-        # u = inverse(x): du/dx = 1 / (dx/du), elementwise; dx/du is vjp with a cotangent of ones
+    def inverse_vjp(self, u, x, grad_u):  # du/dx = 1 / (dx/du), elementwise; dx/du is vjp with a cotangent of ones
         return grad_u / self.vjp(u, x, array_module(u).ones_like(u))
 
     def __repr__(self):
@@ -123,20 +116,18 @@ class IdentityTransform(Transform):
         return x
 
     def vjp(self, u, x, grad_x):
-        # dx/du = 1, so grad_u = grad_x (the same object: do not modify it in place)
-        return grad_x
+        return grad_x  # dx/du = 1, so grad_u = grad_x (the same object: do not modify it in place)
 
     def log_abs_det_jacobian(self, u, x):
         return array_module(u).zeros_like(u)
 
     def log_abs_det_jacobian_vjp(self, u, x, grad):
-        # d/du log|1| = 0
-        return array_module(u).zeros_like(u)
+        return array_module(u).zeros_like(u)  # d/du log|1| = 0
 
 
 class ExpTransform(Transform):
-    """x = lower_bound + exp(u). With lower_bound = 0 this is Pyro's ExpTransform
-    (biject_to(positive)); a nonzero bound adds the shift Pyro composes for greater_than.
+    """x = lower_bound + exp(u): Pyro's ExpTransform (biject_to(positive)) with lower_bound = 0; a nonzero bound
+    adds the shift Pyro composes for greater_than.
 
     >>> t, u = ExpTransform(), np.array([0.0, 1.0])
     >>> x = t(u)
@@ -153,12 +144,9 @@ class ExpTransform(Transform):
 
     def forward(self, u):
         xp = array_module(u)
-        x = xp.exp(u)
-        if self.lower_bound != 0.0:
-            x = x + self.lower_bound
-        # exp underflows to 0 below u ~ -745 (float64) or -103 (float32), and a + exp(u)
-        # rounds to a sooner; either would leave the support (a scale of 0 makes log_prob
-        # -inf), so x is kept at least one representable step above the bound.
+        x = xp.exp(u) if self.lower_bound == 0.0 else xp.exp(u) + self.lower_bound
+        # exp underflows to 0 below u ~ -745 (float64) or -103 (float32), and a + exp(u) rounds to a sooner; either
+        # leaves the support (a scale of 0 makes log_prob -inf), so x is floored one representable step above a.
         dtype = _float_dtype_of(x)
         floor = np.finfo(dtype).tiny if self.lower_bound == 0.0 else np.nextafter(
             dtype.type(self.lower_bound), dtype.type(np.inf))
@@ -168,23 +156,20 @@ class ExpTransform(Transform):
         return array_module(x).log(x - self.lower_bound if self.lower_bound != 0.0 else x)
 
     def vjp(self, u, x, grad_x):
-        # dx/du = exp(u) = x - lower_bound. With a bound, x - lower_bound cancels
-        # catastrophically once exp(u) << |lower_bound|, so exp(u) is recomputed there.
-        exp_u = x if self.lower_bound == 0.0 else array_module(u).exp(u)
-        return grad_x * exp_u
+        # dx/du = exp(u) = x - lower_bound; with a bound, x - lower_bound cancels catastrophically once
+        # exp(u) << |lower_bound|, so exp(u) is recomputed there
+        return grad_x * (x if self.lower_bound == 0.0 else array_module(u).exp(u))
 
     def log_abs_det_jacobian(self, u, x):
-        # log |dx/du| = log exp(u) = u
-        return array_module(u).array(u, copy=True)
+        return array_module(u).array(u, copy=True)  # log |dx/du| = log exp(u) = u
 
     def log_abs_det_jacobian_vjp(self, u, x, grad):
-        # d/du u = 1
-        return grad
+        return grad  # d/du u = 1
 
 
 class LessThanTransform(Transform):
-    """x = upper_bound - exp(u): Pyro's biject_to(less_than(upper_bound)) (ExpTransform, then
-    AffineTransform(upper_bound, -1)); ExpTransform mirrored.
+    """x = upper_bound - exp(u), ExpTransform mirrored: Pyro's biject_to(less_than(upper_bound)) (ExpTransform,
+    then AffineTransform(upper_bound, -1)).
 
     >>> t, u = LessThanTransform(1.0), np.array([0.0, math.log(2.0)])
     >>> x = t(u)
@@ -211,17 +196,14 @@ class LessThanTransform(Transform):
         return -grad_x * array_module(u).exp(u)
 
     def log_abs_det_jacobian(self, u, x):
-        # log |dx/du| = log exp(u) = u
-        return array_module(u).array(u, copy=True)
+        return array_module(u).array(u, copy=True)  # log |dx/du| = log exp(u) = u
 
     def log_abs_det_jacobian_vjp(self, u, x, grad):
-        # d/du u = 1
-        return grad
+        return grad  # d/du u = 1
 
 
 class SigmoidAffineTransform(Transform):
-    """x = lo + (hi - lo) * sigmoid(u): Pyro's biject_to(interval(lo, hi))
-    (a SigmoidTransform followed by an AffineTransform).
+    """x = lo + (hi - lo) * sigmoid(u): Pyro's biject_to(interval(lo, hi)), SigmoidTransform then AffineTransform.
 
     >>> t, u = SigmoidAffineTransform(-1.0, 3.0), np.array([0.0, math.log(3.0)])
     >>> x = t(u)  # s = sigmoid(u) = 1/2, 3/4
@@ -237,11 +219,9 @@ class SigmoidAffineTransform(Transform):
         self.width = self.upper_bound - self.lower_bound
 
     def forward(self, u):
-        xp = array_module(u)
-        s = sigmoid(u)  # the overflow-free form, see backend.sigmoid
-        x = self.lower_bound + self.width * s
+        x = self.lower_bound + self.width * sigmoid(u)  # the overflow-free sigmoid, see backend.sigmoid
         # rounding can put lo + width * 1.0 one ulp above hi; keep x inside the support
-        return xp.clip(x, self.lower_bound, self.upper_bound)
+        return array_module(u).clip(x, self.lower_bound, self.upper_bound)
 
     def inverse(self, x):
         xp = array_module(x)
@@ -251,8 +231,7 @@ class SigmoidAffineTransform(Transform):
         s = xp.clip(s, float(info.tiny), 1.0 - float(info.eps))
         return xp.log(s) - xp.log1p(-s)
 
-    def vjp(self, u, x, grad_x):
-        # dx/du = (hi-lo) s (1-s), s = (x-lo)/(hi-lo)  =>  dx/du = (x-lo)(hi-x)/(hi-lo)
+    def vjp(self, u, x, grad_x):  # dx/du = (hi-lo) s (1-s), s = (x-lo)/(hi-lo)  =>  dx/du = (x-lo)(hi-x)/(hi-lo)
         return grad_x * ((x - self.lower_bound) * (self.upper_bound - x) / self.width)
 
     def log_abs_det_jacobian(self, u, x):
@@ -271,8 +250,8 @@ _BIJECTIONS = {}  # constraint class -> factory(constraint), added by register_b
 
 
 def register_bijection(constraint_class):
-    """Decorate ``factory(constraint) -> Transform`` as biject_to's answer for ``constraint_class``
-    (torch's ``biject_to.register``); transforms.py registers softplus_positive and simplex."""
+    """Decorate ``factory(constraint) -> Transform`` as biject_to's answer for ``constraint_class`` (torch's
+    ``biject_to.register``); transforms.py registers softplus_positive and simplex."""
     def decorate(factory):
         _BIJECTIONS[constraint_class] = factory
         return factory
@@ -299,9 +278,7 @@ def biject_to(constraint):
         return registered(constraint)
     if isinstance(constraint, _Real):
         return IdentityTransform()
-    if isinstance(constraint, _Positive):
-        return ExpTransform(0.0, codomain=constraint)
-    if isinstance(constraint, _GreaterThan):
+    if isinstance(constraint, _GreaterThan):  # positive too: greater_than(0.0), mapped by exp
         return ExpTransform(constraint.lower_bound, codomain=constraint)
     if isinstance(constraint, _LessThan):
         return LessThanTransform(constraint.upper_bound, codomain=constraint)

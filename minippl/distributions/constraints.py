@@ -1,11 +1,10 @@
 """Constraints: where a value may live.
 
-Teaches: a distribution's arguments and values live in regions of the reals (a positive
-scale, a probability in [0, 1], a vector on the simplex); a Constraint names such a region
-and ``check(value)`` says who is inside. Validation checks arguments and observations
-against them, and constraint_registry.py (next) maps R onto each one, so that an optimiser
-can move a constrained parameter freely. Pyro's (torch's) names throughout. Builds on
-backend.py (the array module).
+Teaches: a distribution's arguments and values live in regions of the reals (a positive scale, a probability in
+[0, 1], a vector on the simplex); a Constraint names such a region and ``check(value)`` says, element by element,
+who is inside. Validation checks arguments and observations against them, and constraint_registry.py (next) maps
+R onto each one, so that an optimiser can move a constrained parameter freely. Pyro's (torch's) names throughout.
+Builds on backend.py (the array module).
 """
 import math
 import re
@@ -16,7 +15,7 @@ from ..backend import array_module
 
 
 class Constraint:
-    """A region of the reals. ``check(value)`` says, element by element, who is inside."""
+    """A region of the reals, named by ``spec``, with a ``check``."""
 
     event_dim = 0  # how many rightmost dims one check covers (0: elementwise)
     is_discrete = False  # True for sets of whole numbers: no bijection reaches them from R
@@ -29,8 +28,7 @@ class Constraint:
     def check(self, value):
         raise NotImplementedError
 
-    # Two constraints are equal when they describe the same set (a loaded store
-    # gets new objects, and ``from_spec(c.spec) == c`` must hold).
+    # equal when they describe the same set (a loaded store gets new objects; ``from_spec(c.spec) == c`` must hold)
     def __eq__(self, other):
         return isinstance(other, Constraint) and self.spec == other.spec
 
@@ -91,8 +89,8 @@ class _Positive(_GreaterThan):
 
 
 class _SoftplusPositive(_GreaterThan):
-    """positive, reached by softplus rather than exp (Pyro's ``softplus_positive``): the map
-    grows linearly, so a step of the optimiser moves a large scale by about as much as a small one."""
+    """positive, reached by softplus rather than exp (Pyro's ``softplus_positive``): the map grows linearly, so
+    an optimiser step moves a large scale by about as much as a small one."""
 
     spec = "softplus_positive"
 
@@ -134,8 +132,8 @@ class _NonnegativeInteger(_Integer):
 
 
 class _Simplex(Constraint):
-    """Vectors of nonnegative entries summing to 1 along the last dim (one check per vector:
-    ``event_dim = 1``). Reached from R^(K-1) by stick-breaking (transforms.py)."""
+    """Vectors of nonnegative entries summing to 1 along the last dim (one check per vector: ``event_dim = 1``),
+    reached from R^(K-1) by stick-breaking (transforms.py)."""
 
     spec = "simplex"
     event_dim = 1
@@ -194,9 +192,8 @@ class _LessThan(Constraint):
 
 
 class _PositiveDefinite(Constraint):
-    """Symmetric matrices (torch's tolerance) with positive eigenvalues, one check per matrix
-    (``event_dim = 2``). Check only: no bijection here; a param made positive definite is a
-    ``lower_cholesky`` factor L, used as L @ L.T."""
+    """Symmetric matrices (torch's tolerance) with positive eigenvalues, one check per matrix (``event_dim = 2``).
+    Check only, no bijection: a positive definite param is a ``lower_cholesky`` factor L, used as L @ L.T."""
 
     spec = "positive_definite"
     event_dim = 2
@@ -243,14 +240,11 @@ def from_spec(spec):
         return named[spec.strip()]
     match = _SPEC_PATTERN.match(spec.strip())
     try:
-        bounds = [float(b) for b in match.group(2).split(",")] if match else None
+        bounds = [float(b) for b in match.group(2).split(",")] if match else []
     except ValueError:
-        bounds = None
-    kind = match.group(1) if match else None
-    if kind == "interval" and bounds is not None and len(bounds) == 2:
-        return interval(*bounds)
-    if kind in ("greater_than", "greater_than_eq", "less_than") and bounds is not None and len(bounds) == 1:
-        return {"greater_than": greater_than, "greater_than_eq": greater_than_eq,
-                "less_than": less_than}[kind](bounds[0])
+        bounds = []
+    if match and len(bounds) == (2 if match.group(1) == "interval" else 1):  # interval: two bounds, the rest: one
+        return {"interval": interval, "greater_than": greater_than, "greater_than_eq": greater_than_eq,
+                "less_than": less_than}[match.group(1)](*bounds)
     raise ValueError(f"unknown constraint spec {spec!r}; expected one of {sorted(named)}, "
                      "'interval(lo, hi)', 'greater_than(lo)', 'greater_than_eq(lo)' or 'less_than(hi)'")

@@ -1,8 +1,7 @@
 """Normal: a log-density, its derivatives, and the reparameterisation trick.
 
-Teaches: writing ``log_prob`` and its three partial derivatives by hand, and
-drawing ``value = loc + scale * eps`` so gradients flow from a sample back to
-``loc`` and ``scale``. Builds on distribution.py (shapes and the VJP contract).
+Teaches: ``log_prob`` and its three partial derivatives written by hand, and the draw ``value = loc + scale * eps``
+that lets gradients flow from a sample back to ``loc`` and ``scale``. Builds on distribution.py (shapes, VJPs).
 """
 import math
 
@@ -24,18 +23,15 @@ class LocScale:
 
     def __init__(self, loc, scale, validate_args=None):
         batch_shape = check_args(type(self).__name__, loc=loc, scale=scale)
-        self.loc = loc  # stored as passed: the ELBO finds gradients by id(loc)
-        self.scale = scale
+        self.loc, self.scale = loc, scale  # stored as passed: the ELBO finds gradients by id(loc)
         super().__init__(batch_shape, validate_args=validate_args)
 
     def rsample_vjp(self, noise, grad_value, wrt):
         grads = {}
         for name in self._check_wrt(wrt, with_value=False):
-            if name == "loc":
-                # d/dloc (loc + scale * eps) = 1
+            if name == "loc":  # d/dloc (loc + scale * eps) = 1
                 grads["loc"] = grad_like(grad_value, self.loc, copy=True)
-            else:
-                # d/dscale (loc + scale * eps) = eps
+            else:  # d/dscale (loc + scale * eps) = eps
                 grads["scale"] = grad_like(grad_value * noise, self.scale)
         return grads
 
@@ -77,9 +73,7 @@ class Normal(LocScale, Distribution):
         return normal_log_prob_grads(value, self.loc, self.scale, grad_log_prob, self._check_wrt(wrt))
 
 
-# ---------------------------------------------------------------- the reference math
-# Each function may be replaced by a fused kernel (minippl/kernels/registry.py) that computes
-# the same numbers in one pass; the tests compare them.
+# ---- the reference math: a fused kernel (minippl/kernels/registry.py) may replace each; the tests compare them
 @backend.fusable("normal_rsample")
 def normal_rsample(loc, scale, eps):
     return loc + scale * eps  # z = loc + scale * eps, eps ~ N(0, 1)
@@ -101,13 +95,10 @@ def normal_log_prob_grads(value, loc_arg, scale_arg, grad_log_prob, wrt):
     grads = {}
     if "value" in wrt or "loc" in wrt:
         g_residual = g * z / scale
-        if "value" in wrt:
-            # d/dx log N(x | loc, scale) = -(x - loc) / scale^2
+        if "value" in wrt:  # d/dx log N(x | loc, scale) = -(x - loc) / scale^2
             grads["value"] = grad_like(-g_residual, value)
-        if "loc" in wrt:
-            # d/dloc log N(x | loc, scale) = (x - loc) / scale^2
+        if "loc" in wrt:  # d/dloc log N(x | loc, scale) = (x - loc) / scale^2
             grads["loc"] = grad_like(g_residual, loc_arg)
-    if "scale" in wrt:
-        # d/dscale log N(x | loc, scale) = ((x - loc)^2 / scale^2 - 1) / scale
+    if "scale" in wrt:  # d/dscale log N(x | loc, scale) = ((x - loc)^2 / scale^2 - 1) / scale
         grads["scale"] = grad_like(g * (z * z - 1) / scale, scale_arg)
     return grads

@@ -4,18 +4,14 @@ Teaches: one particle of Pyro's ``Trace_ELBO``. We minimise the loss
 
     L = -ELBO = sum_guide scale * log q(z)  -  sum_model scale * log p(x, z)
 
-with z drawn from the guide. Each sample site adds its own term; its
-gradients w.r.t. the site's value and distribution arguments come from the
-hand-written ``log_prob_vjp``; the tape (tape.py) carries them on through
-layers, samplers and param transforms. A guide site that cannot be
-reparameterised (e.g. a Bernoulli) gets the score-function term instead,
-``stop_grad(log_r) * grad log q(z)``, where ``log_r = log p - log q`` summed
-down to the site's plates, exactly as Pyro does. ``log_r`` is built from the
-scaled log-probs, so the score function itself is not scaled again: for a
-subsample of m of N items, each item's term is weighted N/m once.
-
-The guide and the model run with traced values on (traced.py), so NumPy
-arithmetic between sites is on the tape. Builds on tape.py, guards.py, handlers.py and plate.py.
+with z drawn from the guide. Each sample site adds its own term; its gradients w.r.t. the site's value and
+distribution arguments come from the hand-written ``log_prob_vjp``, and the tape (tape.py) carries them on through
+layers, samplers and param transforms. A guide site that cannot be reparameterised (e.g. a Bernoulli) gets the
+score-function term instead, ``stop_grad(log_r) * grad log q(z)``, where ``log_r = log p - log q`` summed down to
+the site's plates, exactly as Pyro does. ``log_r`` is built from the scaled log-probs, so the score function is
+not scaled again: for a subsample of m of N items, each item's term is weighted N/m once. The guide and the model
+run with traced values on (traced.py), so NumPy arithmetic between sites is on the tape. Builds on tape.py,
+guards.py, handlers.py and plate.py.
 """
 import numpy as np
 
@@ -27,11 +23,8 @@ from .tape import backpropagate, check_nothing_dangles
 
 
 def get_traces(model, guide, args, kwargs, record=False):
-    """Run the guide, then the model with the guide's choices replayed into it.
-
-    ``record=True`` (a run whose gradient is wanted): values are traced, and the
-    structural check of tape.py runs on the two traces.
-    """
+    """Run the guide, then the model with the guide's choices replayed into it. ``record=True`` (a run whose
+    gradient is wanted): values are traced, and tape.py's structural check runs on the two traces."""
     with traced.recording(record):
         with errors_say(side="guide"):
             guide_trace = trace(guide).get_trace(*args, **kwargs)
@@ -54,10 +47,9 @@ def site_weight(site):
 def cotangent(weight, like):
     """``weight`` broadcast to the shape of the array ``like``, in its dtype.
 
-    A Python float or a float64 weight would make the cotangent float64, and with it
-    every VJP and layer backward after it: a float32 model would silently run its whole
-    backward pass in float64. A number is filled in on the device (a kernel argument),
-    not copied there.
+    A Python float or a float64 weight would make the cotangent float64, and with it every VJP and layer backward
+    after it: a float32 model would silently run its whole backward pass in float64. A number is filled in on the
+    device (a kernel argument), not copied there.
     """
     xp = backend.array_module(like)
     if isinstance(weight, (int, float)):
@@ -78,10 +70,8 @@ def is_reparameterized(site):
 class Trace_ELBO:
     """Pyro's Trace_ELBO: Monte Carlo ELBO, pathwise and score-function gradients.
 
-    ``loss`` and ``loss_and_grads`` return the negative ELBO (Pyro's sign),
-    averaged over ``num_particles`` independent draws.
-
-    A guide with a point estimate ``z = loc`` (log q = 0) makes the loss
+    ``loss`` and ``loss_and_grads`` return the negative ELBO (Pyro's sign), averaged over ``num_particles``
+    independent draws. A guide with a point estimate ``z = loc`` (log q = 0) makes the loss
     ``-log N(loc | 0, 1) - log N(x | loc, 1)``, whose gradient is ``2 loc - x``:
 
     >>> import numpy as np
@@ -102,8 +92,8 @@ class Trace_ELBO:
     """
 
     def __init__(self, num_particles=1, max_plate_nesting=float("inf"), vectorize_particles=False):
-        # max_plate_nesting is accepted for Pyro's signature: particles run one after another
-        # here, so no plate dims need reserving and the bound is not used
+        # max_plate_nesting is accepted for Pyro's signature: particles run one after another here, so no plate
+        # dims need reserving and the bound is not used
         if vectorize_particles:
             raise NotImplementedError("vectorize_particles=True: particles run one after another here")
         if num_particles < 1:
@@ -120,11 +110,8 @@ class Trace_ELBO:
         return as_loss(total / self.num_particles)
 
     def loss_and_grads(self, model, guide, *args, **kwargs):
-        """The negative ELBO estimate and its gradient w.r.t. every unconstrained param.
-
-        Returns ``(loss, grads, sites)``: ``grads`` maps param names to arrays,
-        ``sites`` the per-site log-prob sums of the last particle (for error messages).
-        """
+        """The negative ELBO estimate and its gradient w.r.t. every unconstrained param, ``(loss, grads, sites)``:
+        ``grads`` maps param names to arrays, ``sites`` the last particle's per-site log-prob sums (for errors)."""
         total, grads = 0.0, {}
         for _ in range(self.num_particles):
             model_trace, guide_trace = get_traces(model, guide, args, kwargs, record=True)
@@ -145,8 +132,7 @@ class Trace_ELBO:
                 lp = self._site_log_prob(side, site, model_trace, guide_trace)
                 if lp is None:
                     continue
-                site["log_prob"] = lp
-                log_probs[side, name] = lp
+                site["log_prob"] = log_probs[side, name] = lp
                 lp_sum = backend.array_module(lp).sum(lp, dtype=np.float64)  # on the device; read only if needed
                 particle.site_log_probs[f"{side} site '{name}'"] = lp_sum
                 particle.loss = particle.loss - lp_sum if side == "model" else particle.loss + lp_sum
@@ -200,7 +186,6 @@ class Trace_ELBO:
     def _backward(self, model_trace, guide_trace, log_r):
         def site_gradients(side, msg, tape):
             return None if msg["infer"].get("_deterministic") else self._site_grads(side, msg, tape, log_r)
-
         return backpropagate(model_trace, guide_trace, site_gradients)
 
 
@@ -215,9 +200,8 @@ class _Particle:
 def compute_log_r(model_trace, guide_trace, log_probs):
     """For each non-reparameterised guide site, log p - log q summed down to its plates.
 
-    Each term keeps the plate dims it shares with the site (so an item's
-    score only sees that item's terms, Pyro's plate-wise Rao-Blackwellisation)
-    and is summed over every other dim.
+    Each term keeps the plate dims it shares with the site (so an item's score only sees that item's terms, Pyro's
+    plate-wise Rao-Blackwellisation) and is summed over every other dim.
     """
     terms = []  # (plate frames, array)
     for name, site in model_trace.sample_sites().items():

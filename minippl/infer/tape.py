@@ -1,10 +1,9 @@
 """The trace is the tape: backpropagation by reading traces backwards.
 
-Teaches: how minippl differentiates without an autograd library. ``trace`` recorded every
-effectful operation in the order it ran; each record knows its inputs (the very values an
-earlier record produced) and its output. The whole algorithm is this driver (``backpropagate``
-below): the model ran last, on the guide's choices, so its records are the latest; reading the
-model's records and then the guide's, each in reverse, reads the whole computation backwards::
+Teaches: how minippl differentiates without an autograd library. ``trace`` recorded every effectful operation in
+order; each record knows its inputs (the very values earlier records produced) and its output. The model ran last,
+on the guide's choices, so reading the model's records, then the guide's, each in reverse, reads the whole
+computation backwards. The whole algorithm is this driver (``backpropagate`` below)::
 
     tape = GradientTape(guide_trace, model_trace)
     for side, records in (("model", model_trace.records), ("guide", guide_trace.records)):
@@ -12,8 +11,7 @@ model's records and then the guide's, each in reverse, reads the whole computati
             tape.backward(msg, site_gradients(side, msg, tape))  # the ELBO's own term, sample sites
     return tape.finish()  # d loss / d each param, unconstrained
 
-Each record turns the gradient of its output into gradients of its inputs with a VJP written
-by hand next to its forward:
+Each record turns its output's gradient into its inputs' gradients with a VJP written by hand beside its forward:
 
     record        forward                          backward
     param         x = transform(u)                 grad_u += transform.vjp(u, x, grad_x)
@@ -22,30 +20,26 @@ by hand next to its forward:
     call          y = layer.forward(x)             grad_x, grad_W = layer.backward(cache, grad_y)
                   y = np.exp(x), a + b * x, w[k]   (the same contract: the ops of traced values)
 
-The last row is traced values (traced.py): what a record produces reaches the model as a traced
-value, and NumPy arithmetic on it becomes a "call" record too. So ``Normal(a + b * x, sigma)``
-is four records (two sample records, a multiply, an add): micrograd's idea, at array size,
-with the trace as the graph. Records link by identity: ``grads[id(value)]`` holds the gradient
-of the value an earlier record produced; a value no record produced (data, a constant) is a
-leaf and collects nothing.
+The last row is traced values (traced.py): a record's output reaches the model traced, and NumPy arithmetic on it
+is recorded as a "call" too, so ``Normal(a + b * x, sigma)`` is four records (two samples, a multiply, an add):
+micrograd's idea at array size, the trace as the graph. Records link by identity: ``grads[id(value)]`` holds the
+gradient of a record's output; a value no record produced (data, a constant) is a leaf and collects nothing.
 
 How one encoder weight of the VAE (examples/vae_mnist.py) gets its gradient:
 
-1. forward, in the guide: a param record reads ``encoder$$$fc21.weight``; a call record of
-   ``fc21`` (a Dense layer) keeps that very array in its ``param_arrays`` and its input in the
-   cache, and outputs ``z_loc``; the sample site "latent" draws z = z_loc + z_scale * eps and
-   keeps eps. In the model, z is replayed and decoded; the "obs" site scores the image.
-2. backward, model first: "obs" starts the gradient (the Bernoulli's ``log_prob_vjp`` w.r.t.
-   its probs), the decoder's call records carry it back to z, and "latent" adds d log p(z)/dz.
-3. then the guide: "latent" adds d log q(z)/dz and its ``rsample_vjp`` turns dL/dz into
-   dL/dz_loc = dL/dz; fc21's record runs ``Dense.backward``: dL/dW = g^T x, keyed by the
-   weight array; the param record pops it, maps it through its transform (the identity for a
-   weight) and hands it to the param store's name. Three files hold the whole story: this
-   one, nn/layers.py (Dense.backward) and elbo.py (the site terms).
+1. forward, in the guide: a param record reads ``encoder$$$fc21.weight``; a call record of ``fc21`` (a Dense layer)
+   keeps that very array in its ``param_arrays`` and its input in the cache, and outputs ``z_loc``; the site
+   "latent" draws z = z_loc + z_scale * eps and keeps eps. The model replays and decodes z; "obs" scores the image.
+2. backward, model first: "obs" starts the gradient (the Bernoulli's ``log_prob_vjp`` w.r.t. its probs), the
+   decoder's call records carry it back to z, and "latent" adds d log p(z)/dz.
+3. then the guide: "latent" adds d log q(z)/dz and its ``rsample_vjp`` turns dL/dz into dL/dz_loc = dL/dz; fc21's
+   record runs ``Dense.backward``: dL/dW = g^T x, keyed by the weight array; the param record pops it, maps it
+   through its transform (the identity for a weight) and hands it to the param store's name. Three files hold
+   the whole story: this one, nn/layers.py (Dense.backward) and elbo.py (the site terms).
 
-Nothing dangles silently: a conversion of a traced value to a plain one raises where it
-happens (traced.py), and :func:`check_nothing_dangles` runs before every backward pass for
-what only the finished traces show. Builds on handlers.py (the traces) and traced.py.
+Nothing dangles silently: converting a traced value to a plain one raises where it happens (traced.py), and
+:func:`check_nothing_dangles` runs before every backward pass for what only the finished traces show. Builds on
+handlers.py (the traces) and traced.py.
 """
 import warnings
 
@@ -128,9 +122,8 @@ class GradientTape:
     def accumulate(self, x, grad):
         if grad is None or not self.is_traced(x):
             return
-        key = id(x)
-        previous = self.grads.get(key)
-        self.grads[key] = grad if previous is None else previous + grad
+        previous = self.grads.get(id(x))
+        self.grads[id(x)] = grad if previous is None else previous + grad
 
     def pop(self, x):
         return self.grads.pop(id(x), None)
@@ -141,8 +134,7 @@ class GradientTape:
 
     # ------------------------------------------------------------ records
     def backward(self, msg, site_terms=None):
-        """Read one record backwards. ``site_terms``: a sample site's own ELBO term, as
-        ``(grad_value, {argument name: grad})`` (None: the site adds no term)."""
+        """Read one record backwards; ``site_terms``: a sample site's own term, as ``site_gradients`` returns."""
         kind = msg["type"]
         if kind == "call":
             self._backward_call(msg)
@@ -153,8 +145,7 @@ class GradientTape:
 
     def _backward_call(self, msg):
         layer, inputs = msg["fn"], msg["args"]
-        outputs = _outputs(msg["value"])
-        grad_outputs = [self.pop(y) for y in outputs]
+        grad_outputs = [self.pop(y) for y in _outputs(msg["value"])]
         if all(g is None for g in grad_outputs):
             return
         needs_input_grad = tuple(self.is_traced(x) for x in inputs)
@@ -181,9 +172,7 @@ class GradientTape:
             warnings.warn(
                 f"the parameters of a {type(layer).__name__} layer receive gradients but are not in the "
                 f"param store, so they will not be trained: register the network with "
-                f"minippl.module('name', net) in the model or guide that uses it.",
-                stacklevel=4,
-            )
+                f"minippl.module('name', net) in the model or guide that uses it.", stacklevel=4)
 
     def _backward_param(self, msg):
         traced_read, plain = msg["value"], unwrap(msg["value"])
@@ -195,9 +184,8 @@ class GradientTape:
         (unconstrained,) = msg["args"]
         # grad_u = J_transform(u)^T grad_x  (the identity for unconstrained params)
         grad_u = msg["transform"].vjp(unconstrained, plain, grad_value)
-        name = msg["name"]
-        previous = self.param_grads.get(name)
-        self.param_grads[name] = grad_u if previous is None else previous + grad_u
+        previous = self.param_grads.get(msg["name"])
+        self.param_grads[msg["name"]] = grad_u if previous is None else previous + grad_u
 
     def _backward_sample(self, msg, own_value_grad, own_arg_grads):
         fn, value = msg["fn"], msg["value"]
@@ -224,8 +212,7 @@ class GradientTape:
             raise RuntimeError(
                 f"gradients for {len(leftover)} traced array(s) of shape {shapes} never reached the record "
                 f"that produced them: an array made in the model was used in the guide (or a record ran "
-                f"out of order). Pass values between model and guide only through sample sites."
-            )
+                f"out of order). Pass values between model and guide only through sample sites.")
         return self.param_grads
 
 
@@ -233,14 +220,13 @@ class GradientTape:
 def check_nothing_dangles(model_trace, guide_trace):
     """Raise :class:`LostGradientError` where a gradient would silently stop between records.
 
-    A conversion to a plain value already raised where it happened (traced.py); what is left
-    for the finished traces, read off counters and ids (no finite differences):
+    A conversion to a plain value raised already (traced.py); the finished traces show the rest, read off counters
+    and ids (no finite differences):
 
-    1. a record used a traced value that no record of this run produced (one kept from an
-       earlier step): its gradient has nowhere to go;
-    2. a value carrying a gradient was stored by a distribution that no sample site used (its
-       ``rsample()`` or ``log_prob()`` was called directly, and those do not record), and
-       nothing else used it.
+    1. a record used a traced value no record of this run produced (one kept from an earlier step): its gradient
+       has nowhere to go;
+    2. a value carrying a gradient was stored by a distribution no sample site used (its ``rsample()`` or
+       ``log_prob()`` was called directly, and those do not record), and nothing else used it.
     """
     produced, consumers = set(), []
     for tr in (guide_trace, model_trace):
