@@ -1,28 +1,25 @@
 """Traced values: NumPy arithmetic between sites, recorded on the tape.
 
-Teaches: micrograd's idea at array granularity. While the ELBO's gradient is being computed,
-every value a record produces (a param read, a sample drawn or replayed, a layer's output) is
-handed to the model as a :class:`Traced` value: the same array, wrapped. NumPy operations on it
-(``a + b * x``, ``np.exp(log_s)``, ``locs[k]``, ``w @ X.T``) run on the plain array and become
-"call" records, exactly like a layer call: the effect system (runtime.py, next chapters) sends
-them through its handler stack, where ``trace`` puts them on the tape. Each operation's backward is written by hand next to its forward, in ops_elementwise.py
-and ops_arrays.py; the tape (infer/tape.py) reads them backwards like any other record.
+Teaches: micrograd's idea at array granularity. While the ELBO's gradient is computed, every value a record
+produces (a param read, a sample drawn or replayed, a layer's output) reaches the model as a :class:`Traced`
+value: the same array, wrapped. NumPy operations on it (``a + b * x``, ``np.exp(log_s)``, ``locs[k]``,
+``w @ X.T``) run on the plain array and become "call" records, exactly like a layer call: the effect system
+(runtime.py, next chapters) sends them through its handler stack, where ``trace`` puts them on the tape. Each
+operation's backward is written by hand next to its forward, in ops_elementwise.py and ops_arrays.py; the tape
+(infer/tape.py) reads them backwards like any other record.
 
-Why a thin wrapper and not an ``ndarray`` subclass: a wrapper also carries CuPy arrays; NumPy
-hands it every ufunc and every ``np.*`` function through ``__array_ufunc__`` and
-``__array_function__``, so nothing computes on it unseen (a subclass is silently stripped by
-``np.asarray`` and by C code); and library code must unwrap it on purpose, so the fast kernels
-and the hand-written VJPs only ever see plain arrays.
+Why a wrapper, not an ``ndarray`` subclass: it also carries CuPy arrays; NumPy hands it every ufunc and ``np.*``
+function (``__array_ufunc__``, ``__array_function__``), so nothing computes on it unseen (``np.asarray`` and C
+code silently strip a subclass); and library code must unwrap it on purpose, so the fast kernels and the
+hand-written VJPs only ever see plain arrays.
 
-Nothing dangles silently. Each traced value knows the first param or reparameterised site it
-was computed from (its ``root``). A NumPy function with no hand-written VJP raises a ``TypeError``
-that names it; an in-place update raises; and converting a value that carries a gradient to a
-plain one (``np.asarray``, ``float()``, ``.item()``, ``.astype(int)``) raises
-:class:`LostGradientError` on that very line, naming its root. Printing needs no conversion
-(``print(x)``, f-strings), and a value with no gradient (a discrete draw) converts freely. The
-ELBO's structural check (infer/tape.py) catches the rest. Outside gradient computation (plain
-sampling, ``Predictive``, ``evaluate_loss``) nothing is wrapped, and a leftover traced value
-computes as a plain array. Builds on backend.py.
+Nothing dangles silently. Each traced value knows its ``root``, the first param or reparameterised site it was
+computed from. A NumPy function with no hand-written VJP raises a ``TypeError`` naming it; so does an in-place
+update; converting a value that carries a gradient to a plain one (``np.asarray``, ``float()``, ``.item()``,
+``.astype(int)``) raises :class:`LostGradientError` on that very line, naming its root. Printing needs no
+conversion (``print(x)``, f-strings), a value with no gradient (a discrete draw) converts freely, and the ELBO's
+structural check (infer/tape.py) catches the rest. Outside gradient computation (plain sampling, ``Predictive``,
+``evaluate_loss``) nothing is wrapped; a leftover traced value computes as a plain array. Builds on backend.py.
 """
 import contextlib
 
@@ -64,10 +61,8 @@ def unwrap(x):
 
 
 def wrap(value, root=None):
-    """A record's output as the model sees it: traced while recording (tuples item by item).
-
-    ``root`` names where its gradient goes ("param 'loc'"); None for a value without one.
-    """
+    """A record's output as the model sees it: traced while recording (tuples item by item); ``root``
+    names where its gradient goes ("param 'loc'"), None for a value without one."""
     if not _State.recording:
         return value
     if type(value) is tuple:
@@ -104,12 +99,11 @@ def mark_used(values):
 
 # ---------------------------------------------------------------- recording one operation
 class Op:
-    """A recorded NumPy operation, with a layer's contract (nn/module.py)::
+    """A recorded NumPy operation, with a layer's contract (nn/module.py) but no parameters (per-call settings,
+    such as an axis, a shape or an index, live on the instance)::
 
         forward(*plain_inputs) -> (output, cache)
         backward(cache, grad_output, needs_input_grad) -> (grad_inputs, {})
-
-    Ops have no parameters; per-call settings (an axis, a shape, an index) live on the instance.
     """
 
     __slots__ = ()
@@ -122,11 +116,9 @@ class Op:
 
 
 def run_call(msg):
-    """The default action of a "call" record: forward on plain arrays, outputs traced.
-
-    The record keeps the inputs as given (traced values link the tape by identity); forward
-    runs with recording off, so a layer's own arithmetic is never recorded twice.
-    """
+    """The default action of a "call" record: forward on plain arrays, outputs traced. The record keeps the
+    inputs as given (traced values link the tape by identity); forward runs with recording off, so a layer's
+    own arithmetic is never recorded twice."""
     fn, inputs = msg["fn"], msg["args"]
     msg["param_arrays"] = fn.current_parameters()
     with recording(False):
@@ -139,8 +131,7 @@ def run_call(msg):
     root = root_of(inputs) or root_of(msg["param_arrays"].values())
     if root is None and msg["param_arrays"]:
         root = f"the parameters of a {type(fn).__name__} layer"
-    msg["cache"] = result[1]
-    msg["value"] = wrap(result[0], root)
+    msg["cache"], msg["value"] = result[1], wrap(result[0], root)
 
 
 def apply(op, *inputs):
@@ -151,8 +142,8 @@ def apply(op, *inputs):
 
 
 def send_call(fn, inputs):
-    """Record a call of ``fn`` (an op or a layer): set by runtime.py, the effect system, which sends it
-    through its handler stack as a "call" message whose default action is :func:`run_call`."""
+    """Record a call of ``fn`` (an op or a layer): set by runtime.py, the effect system, which sends it through
+    its handler stack as a "call" message whose default action is :func:`run_call`."""
     raise RuntimeError("minippl.runtime is not loaded: import minippl")
 
 
@@ -181,11 +172,11 @@ def implements(*numpy_functions):
 
 
 def _unwrap_nested(x):
-    if type(x) is Traced:
-        return x.data
     if type(x) in (list, tuple):
         return type(x)(_unwrap_nested(v) for v in x)
-    return x
+    if type(x) is dict:  # keyword arguments: where=, out=, ...
+        return {key: _unwrap_nested(v) for key, v in x.items()}
+    return unwrap(x)
 
 
 def _mark_nested(x):
@@ -226,19 +217,14 @@ def _refuse_in_place(what, value=None):
 def _as_method(numpy_function):
     def method(self, *args, **kwargs):
         return numpy_function(self, *args, **kwargs)
-
     method.__name__ = numpy_function.__name__
     return method
 
 
 class Traced:
-    """An array produced by a record during a gradient run; behaves as the array it holds.
-
-    ``data`` is the plain NumPy or CuPy array; ``root`` names the first param or reparameterised
-    site its gradient goes to (None: it carries none, e.g. a discrete draw). ``uses`` counts the
-    records that consumed it and ``held_by`` names the distribution that stored it: the tape's
-    structural check reads both.
-    """
+    """An array produced by a record during a gradient run; behaves as the array it holds. ``data``: the plain
+    NumPy or CuPy array; ``root``: where its gradient goes (None: it carries none). The tape's structural check
+    reads ``uses`` (the records that consumed it) and ``held_by`` (the distribution that stored it)."""
 
     __slots__ = ("data", "root", "uses", "held_by")
 
@@ -256,31 +242,17 @@ class Traced:
     T = property(lambda self: np.transpose(self))
     mT = property(lambda self: np.swapaxes(self, -1, -2))
     __hash__ = None  # like an array: unhashable
-
-    def __len__(self):
-        return len(self.data)
-
-    def __iter__(self):
-        return (self[i] for i in range(len(self.data)))
-
-    def __repr__(self):
-        return repr(self.data)
-
-    def __str__(self):
-        return str(self.data)
-
-    def __format__(self, spec):
-        return format(self.data, spec)
+    __len__ = lambda self: len(self.data)  # noqa: E731 (one line each, as the properties above)
+    __iter__ = lambda self: (self[i] for i in range(len(self.data)))  # noqa: E731
+    __repr__ = lambda self: repr(self.data)  # noqa: E731
+    __str__ = lambda self: str(self.data)  # noqa: E731
+    __format__ = lambda self, spec: format(self.data, spec)  # noqa: E731
+    __copy__ = lambda self: self.copy()  # noqa: E731
+    __deepcopy__ = lambda self, memo: self.copy()  # noqa: E731
 
     def __round__(self, ndigits=None):  # for printing: a rounded value has no gradient anyway
         self.uses += 1
         return round(self.data[()] if self.data.ndim == 0 else self.data, ndigits)
-
-    def __copy__(self):
-        return self.copy()
-
-    def __deepcopy__(self, memo):
-        return self.copy()
 
     # ------------------------------------------------------------ conversions
     def _escape(self, how):
@@ -339,7 +311,7 @@ class Traced:
             return getattr(ufunc, method)(*_unwrap_nested(inputs), **_unwrap_nested(kwargs))
         if method == "__call__" and ufunc in NON_DIFFERENTIABLE:
             _mark_nested(inputs)
-            return ufunc(*_unwrap_nested(inputs), **kwargs)
+            return ufunc(*_unwrap_nested(inputs), **_unwrap_nested(kwargs))
         if method == "__call__" and ufunc in UFUNC_OPS and not kwargs:
             return apply(UFUNC_OPS[ufunc](), *inputs)
         if method == "reduce" and ufunc in (np.add, np.maximum, np.minimum) and len(inputs) == 1:
@@ -399,9 +371,8 @@ class Traced:
     def __getitem__(self, index):
         return FUNCTION_OPS["getitem"](self, index)
 
-    # x.sum(axis) is np.sum(x, axis), and so on: an ndarray method takes its NumPy function's
-    # arguments in the same order, so each method below only hands itself to that function
-    # (which dispatches back to __array_function__ above, or raises for prod: it has no VJP)
+    # x.sum(axis) is np.sum(x, axis): an ndarray method takes its NumPy function's arguments in the same order,
+    # so each method below hands itself to that function (back to __array_function__; prod raises: no VJP)
     sum, mean, max, min, cumsum, var, std, prod = map(
         _as_method, (np.sum, np.mean, np.max, np.min, np.cumsum, np.var, np.std, np.prod))
     swapaxes, squeeze, dot, argmax, argmin, any, all = map(

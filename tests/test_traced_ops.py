@@ -282,6 +282,19 @@ def test_outside_recording_an_op_gives_a_plain_array():
     assert tr.trace.records == []
 
 
+@pytest.mark.filterwarnings("ignore:'where' used without 'out'")  # NumPy's note: the masked-out entries are unset
+@pytest.mark.parametrize("recording", [False, True])
+def test_a_traced_keyword_argument_is_unwrapped_too(recording):
+    # where= holds a traced mask: it reaches NumPy as its plain array (it used to recurse forever)
+    a, mask = np.array([1.0, -2.0, 3.0]), np.array([True, False, True])
+    with traced.recording(recording):
+        got = np.isfinite(Traced(a), where=Traced(mask))  # a ufunc without a derivative
+        np.testing.assert_array_equal(got[mask], [True, True])
+        if not recording:
+            out = np.zeros(3)
+            np.testing.assert_array_equal(np.add(Traced(a), 1.0, where=Traced(mask), out=out), [2.0, 0.0, 4.0])
+
+
 @pytest.mark.parametrize("call, name", [
     (lambda x: np.sort(x), "numpy.sort"),
     (lambda x: np.arctan2(x, 1.0), "numpy.arctan2"),

@@ -1,29 +1,26 @@
 """Distributions, part 1: shapes, and the contract every distribution keeps.
 
-Teaches: the three kinds of dimension (sample, batch, event), how ``expand``, ``to_event`` and
-``mask`` reshape a distribution without touching its numbers, and the contract that replaces
-autograd: each distribution writes the derivatives (VJPs) of its own log-density and sampler,
-stated once in :class:`Distribution`'s docstring with a complete example. Builds on backend.py,
-traced.py, validation.py and constraints.py; every concrete distribution subclasses it.
+Teaches: the three kinds of dimension (sample, batch, event), how ``expand``, ``to_event`` and ``mask`` reshape
+a distribution without touching its numbers, and the contract that replaces autograd: each distribution writes
+the derivatives (VJPs) of its own log-density and sampler, stated once in :class:`Distribution`'s docstring with
+a complete example. Builds on backend.py, traced.py, validation.py and constraints.py; every concrete
+distribution subclasses it.
 
-Shapes. A draw from ``Normal(zeros((3, 2)), 1.).to_event(1)`` with
-``sample_shape=(5,)`` has shape ``(5, 3, 2)``::
+Shapes. A draw of ``Normal(zeros((3, 2)), 1.).to_event(1)`` with ``sample_shape=(5,)`` has shape ``(5, 3, 2)``::
 
     sample_shape + batch_shape + event_shape  =  (5,) + (3,) + (2,)
 
 * sample dims: independent draws you asked for;
-* batch dims: independent, *not* identically distributed variables (one per
-  loc); ``log_prob`` returns one number for each;
+* batch dims: independent, *not* identically distributed variables (one per loc), one ``log_prob`` value each;
 * event dims: the dims of one variable; ``log_prob`` sums over them.
 """
 import copy
 
 from .. import backend, traced, validation
+# re-exported so that a subclass imports its helpers from one place (they live in backend.py, validation.py)
 from ..backend import batch_dims_of, broadcast_shapes, grad_like, promote, shape_of  # noqa: F401
 from ..validation import check_args, check_types  # noqa: F401
 from . import constraints
-
-# re-exported so that a subclass imports its helpers from one place (they live in backend.py and validation.py)
 
 
 def _check_expand(dist, batch_shape):
@@ -35,45 +32,36 @@ def _check_expand(dist, batch_shape):
     if not fits:
         raise ValueError(
             f"cannot expand {type(dist).__name__} with batch_shape {dist.batch_shape} to {batch_shape}: "
-            f"each old dim must equal the new one or be 1 (dims may be added on the left)"
-        )
+            f"each old dim must equal the new one or be 1 (dims may be added on the left)")
     return batch_shape
 
 
 class Distribution:
-    """Base class: shapes, expand/to_event/mask, and the contract every distribution keeps.
+    """The base class, with the contract every distribution keeps. A subclass defines:
 
-    The contract. A subclass defines:
-
-    * ``arg_names``: the arguments gradients can flow to, e.g. ``("loc", "scale")``;
-      ``arg_constraints`` (name -> Constraint, checked when validating), ``support``
-      (where values live) and ``has_rsample`` (True where a draw is a differentiable
-      ``value = f(args, noise)``).
-    * ``__init__``: stores each argument *exactly as given* (``self.loc = loc``: no copy,
-      no ``asarray``, because the tape matches gradients to arguments by identity), then
-      calls ``super().__init__(batch_shape, event_shape)``. A traced argument (a param or
-      a sample during a gradient run, traced.py) is unwrapped as it is stored, by
-      ``__setattr__``: every method computes on plain arrays, and :meth:`traced_args`
-      gives the tape the traced values back. So ``arg_arrays()`` returns the very objects
-      passed in (their plain arrays, if traced); ``super().__init__`` raises a TypeError
-      for a name of ``arg_names`` that was not stored.
+    * ``arg_names``: the arguments gradients can flow to, e.g. ``("loc", "scale")``; ``arg_constraints``
+      (name -> Constraint, checked when validating), ``support`` (where values live) and ``has_rsample``
+      (True where a draw is a differentiable ``value = f(args, noise)``).
+    * ``__init__``: stores each argument *exactly as given* (``self.loc = loc``: no copy, no ``asarray``; the
+      tape matches gradients to arguments by identity), then calls
+      ``super().__init__(batch_shape, event_shape)``, which raises a TypeError if a name of ``arg_names`` was
+      not stored. ``__setattr__`` unwraps a traced argument (a param or a sample in a gradient run, traced.py)
+      as it is stored: every method computes on plain arrays, :meth:`traced_args` gives the tape the traced
+      values back, and ``arg_arrays()`` returns the very objects passed in (their plain arrays, if traced).
     * ``log_prob(value)``: one log-density per sample and batch element, shape
       ``batch_dims_of(value, event_dim) + batch_shape`` broadcast (``_batch_result``).
-    * ``log_prob_vjp(value, g, wrt)``: for a cotangent ``g`` shaped like
-      ``log_prob(value)``, ``{name: d <g, log_prob(value)> / d name}`` for each name in
-      ``wrt`` ("value" and names of ``arg_names``; ``_check_wrt`` refuses others). Each
-      gradient is shaped exactly like its object: a broadcast argument's gradient is
-      summed back to the argument's shape, a Python float's is a 0-d array
+    * ``log_prob_vjp(value, g, wrt)``: for a cotangent ``g`` shaped like ``log_prob(value)``,
+      ``{name: d <g, log_prob(value)> / d name}`` for each name in ``wrt`` ("value" and names of
+      ``arg_names``; ``_check_wrt`` refuses others). Each gradient is shaped exactly like its object: a
+      broadcast argument's gradient is summed back to the argument's shape, a Python float's is a 0-d array
       (``grad_like``), and none is ``g`` itself (callers may add into them in place).
-    * where ``has_rsample``: ``rsample_with_noise(sample_shape, rng)`` returns
-      ``(value, noise)``, ``value = f(args, noise)`` of shape ``self.shape(sample_shape)``,
-      and ``rsample_vjp(noise, g, wrt)`` returns ``{name: d <g, f(args, noise)> / d name}``
-      for argument names, shaped as above. ``sample`` and ``rsample`` use it; a
-      distribution without one overrides ``sample`` instead.
+    * where ``has_rsample``: ``rsample_with_noise(sample_shape, rng)`` returns ``(value, noise)``,
+      ``value = f(args, noise)`` of shape ``self.shape(sample_shape)``, and ``rsample_vjp(noise, g, wrt)``
+      returns ``{name: d <g, f(args, noise)> / d name}`` for argument names, shaped as above. ``sample`` and
+      ``rsample`` use it; a distribution without one overrides ``sample`` instead.
 
-    tests/test_contracts.py runs every distribution through this contract. A complete
-    example, Exponential(rate): density ``rate exp(-rate x)``, drawn as ``x = eps / rate``
-    with ``eps = -log(1 - u) ~ Exponential(1)``:
+    tests/test_contracts.py runs every distribution through it. A complete example, Exponential(rate):
+    density ``rate exp(-rate x)``, drawn as ``x = eps / rate`` with ``eps = -log(1 - u) ~ Exponential(1)``:
 
     >>> import numpy as np
     >>> from minippl import backend
@@ -159,12 +147,9 @@ class Distribution:
                 validation.defer_until_sampled(self, error)  # the sample statement names the site
 
     def __setattr__(self, name, value):
-        # a traced argument is stored as its plain array (the math never sees a traced value);
-        # the traced value is kept, keyed by that array's id, for traced_args()
+        # a traced argument is stored as its plain array, kept (keyed by that array's id) for traced_args()
         if type(value) is traced.Traced:
-            if "_traced" not in self.__dict__:
-                object.__setattr__(self, "_traced", {})
-            self._traced[id(value.data)] = value
+            self.__dict__.setdefault("_traced", {})[id(value.data)] = value
             value.held_by = type(self).__name__
             value = value.data
         object.__setattr__(self, name, value)
@@ -190,8 +175,7 @@ class Distribution:
             raise TypeError(
                 f"{type(self).__name__}: arg_names lists {missing!r}, but __init__ did not store it; "
                 f"assign self.{missing} = {missing} (the argument exactly as given) before calling "
-                f"super().__init__(...)"
-            ) from None
+                f"super().__init__(...)") from None
         validation.check_types(type(self).__name__, **args)  # a float or an array, as given
 
     def _check_args(self):
@@ -206,17 +190,9 @@ class Distribution:
         """Raise if ``value`` (observed, or replayed from a guide) is outside the support."""
         validation.check_support(self, value, self.support, what, masked)
 
-    @property
-    def batch_shape(self):
-        return self._batch_shape
-
-    @property
-    def event_shape(self):
-        return self._event_shape
-
-    @property
-    def event_dim(self):
-        return len(self._event_shape)
+    batch_shape = property(lambda self: self._batch_shape)
+    event_shape = property(lambda self: self._event_shape)
+    event_dim = property(lambda self: len(self._event_shape))
 
     @property
     def mean(self):
@@ -249,10 +225,8 @@ class Distribution:
 
     def rsample_with_noise(self, sample_shape=(), rng=None):
         """``(value, noise)`` with ``value = f(args, noise)``; keep the noise for rsample_vjp."""
-        raise NotImplementedError(
-            f"{type(self).__name__} has no reparameterised sampler (has_rsample is False); "
-            f"use sample(), and a score-function gradient for a latent site"
-        )
+        raise NotImplementedError(f"{type(self).__name__} has no reparameterised sampler (has_rsample is "
+                                  f"False); use sample(), and a score-function gradient for a latent site")
 
     def rsample_vjp(self, noise, grad_value, wrt):
         """{name: d <grad_value, f(args, noise)> / d name} for each argument name in ``wrt``."""
@@ -272,9 +246,8 @@ class Distribution:
         allowed = (("value",) if with_value else ()) + tuple(self.arg_names)
         unknown = [name for name in wrt if name not in allowed]
         if unknown:
-            raise ValueError(
-                f"{type(self).__name__}: cannot differentiate with respect to {unknown}; choose from {allowed}"
-            )
+            raise ValueError(f"{type(self).__name__}: cannot differentiate with respect to {unknown}; "
+                             f"choose from {allowed}")
         return wrt
 
     def _batch_result(self, log_prob, value):
@@ -341,6 +314,7 @@ class _Wrapper(Distribution):
     def rsample_vjp(self, noise, grad_value, wrt):
         return self.base_dist.rsample_vjp(noise, grad_value, wrt)
 
+
 class Independent(_Wrapper):
     """``base`` with its rightmost ``reinterpreted_batch_ndims`` batch dims made event dims: log_prob
     sums the base log-prob over them, so its VJP hands every summed term the same cotangent."""
@@ -349,18 +323,16 @@ class Independent(_Wrapper):
         n = reinterpreted_batch_ndims
         if not isinstance(n, int) or n < 0 or n > len(base_dist.batch_shape):
             raise ValueError(
-                f"to_event({n}): {type(base_dist).__name__} has batch_shape {base_dist.batch_shape}, "
-                f"so at most {len(base_dist.batch_shape)} batch dims can become event dims; "
-                f"expand the distribution (or sample it inside a plate) first, or use a smaller n"
-            )
+                f"to_event({n}): {type(base_dist).__name__} has batch_shape {base_dist.batch_shape}, so at most "
+                f"{len(base_dist.batch_shape)} batch dims can become event dims; expand the distribution (or "
+                f"sample it inside a plate) first, or use a smaller n")
         split = len(base_dist.batch_shape) - n
         super().__init__(base_dist.batch_shape[:split], base_dist.batch_shape[split:] + base_dist.event_shape)
         self.base_dist = base_dist
         self.reinterpreted_batch_ndims = n
 
     def log_prob(self, value):
-        log_prob = self.base_dist.log_prob(value)
-        return log_prob.sum(axis=tuple(range(-self.reinterpreted_batch_ndims, 0)))
+        return self.base_dist.log_prob(value).sum(axis=tuple(range(-self.reinterpreted_batch_ndims, 0)))
 
     def log_prob_vjp(self, value, grad_log_prob, wrt):
         # d/d f_i sum_i f_i = 1: broadcast the cotangent back over the summed dims
@@ -386,24 +358,20 @@ class Independent(_Wrapper):
 class MaskedDistribution(_Wrapper):
     """``base`` whose log-prob is 0 wherever ``mask`` is False (missing data, padding).
 
-    ``where`` rather than ``log_prob * mask``: a masked-out term may be -inf or NaN (a placeholder
-    outside the support), and 0 * inf is NaN. As in Pyro, fill masked-out values with something
-    inside the support: the base gradient is computed everywhere, then zeroed the same way.
-    """
+    ``where`` rather than ``log_prob * mask``: a masked-out term may be -inf or NaN (a placeholder outside the
+    support), and 0 * inf is NaN. As in Pyro, fill masked-out values with something inside the support: the
+    base gradient is computed everywhere, then zeroed the same way."""
 
     def __init__(self, base_dist, mask):
         if not (isinstance(mask, bool) or (hasattr(mask, "dtype") and mask.dtype.kind == "b")):
             raise TypeError(
                 f"mask must be a Python bool or a boolean array, got {getattr(mask, 'dtype', type(mask).__name__)}; "
-                f"use mask.astype(bool) for a 0/1 array"
-            )
+                f"use mask.astype(bool) for a 0/1 array")
         try:
             batch_shape = broadcast_shapes(shape_of(mask), base_dist.batch_shape)
         except ValueError:
-            raise ValueError(
-                f"mask of shape {shape_of(mask)} does not broadcast with the batch_shape "
-                f"{base_dist.batch_shape} of {type(base_dist).__name__}"
-            ) from None
+            raise ValueError(f"mask of shape {shape_of(mask)} does not broadcast with the batch_shape "
+                             f"{base_dist.batch_shape} of {type(base_dist).__name__}") from None
         if batch_shape != base_dist.batch_shape:
             base_dist = base_dist.expand(batch_shape)  # so samples get the mask's dims too
         super().__init__(batch_shape, base_dist.event_shape)
