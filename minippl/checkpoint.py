@@ -26,7 +26,7 @@ def save_checkpoint(path, optim=None, **metadata):
     entries = {"metadata": json.dumps(metadata), **saving.store_entries(get_param_store())}
     if optim is not None:
         entries["optim"] = type(optim).__name__  # which optimiser: Adam moments are no use to SGD
-        entries.update(saving.flatten("optim", optim.state))
+        entries.update(saving.optim_entries(optim, kind="optim"))
     return saving.write_npz(path, _FORMAT, entries)
 
 

@@ -204,9 +204,9 @@ class do(Messenger):
 
     The model gets ``value`` at ``z`` as if it were hard-coded, so everything downstream follows the
     intervention. ``z``'s own draw still happens, as a fresh site ``z`` whose value does not
-    propagate: the log joint keeps its term, and composed with ``condition`` this gives Pyro's
-    counterfactuals. The intervened value is a site ``"z__CF"``, observed and hidden from the
-    handlers outside ``do``.
+    propagate: the log joint keeps its term, and composed with ``condition`` (on ``z`` and its
+    consequences) this gives Pyro's counterfactuals. The intervened value is a site ``"z__CF"``,
+    observed and hidden from the handlers outside ``do`` (those inside it see it).
 
     >>> import minippl, minippl.distributions as dist
     >>> def model():

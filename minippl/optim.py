@@ -3,7 +3,7 @@
 Teaches: the update rules of torch.optim.SGD, torch.optim.Adam and Pyro's ClippedAdam, written
 as plain in-place NumPy so every parameter array keeps its identity (modules and the param store
 share it). As in Pyro's PyroOptim, each param name gets its own state (step count, moments) the
-first time it is seen. Builds on params.py and saving.py.
+first time it is seen. Builds on backend.py and saving.py; it updates the arrays params.py stores.
 """
 import math
 
@@ -37,10 +37,12 @@ class PyroOptim:
         self._hyperparameters = {}  # name -> resolved hyperparameters (fixed at first sight, as Pyro)
 
     # ---------------------------------------------------------- the subclass's part
-    def state_arrays(self, hyper):  # names of the per-param arrays this rule keeps, shaped like the param
+    def state_arrays(self, hyper):
+        """Names of the per-parameter arrays this rule keeps (each shaped like the param)."""
         return ()
 
-    def initial_scalars(self, hyper):  # per-param numbers kept besides the step count (a decayed lr)
+    def initial_scalars(self, hyper):
+        """Per-parameter numbers kept besides the step count (ClippedAdam's decayed lr)."""
         return {}
 
     def validate(self, hyper):
@@ -154,11 +156,12 @@ class PyroOptim:
         return checked
 
     def save(self, path):  # "state/<name>/<field>" entries, atomically, to path (".npz" appended if missing)
-        return saving.write_npz(path, saving.optim_format(self), saving.flatten("state", self.state))
+        return saving.write_npz(path, saving.optim_format(self), saving.optim_entries(self))
 
     def load(self, path):
         """Read a file written by ``save``; a corrupt or mismatched one raises ValueError naming it and
-        changes nothing. The moments move to the param's device and dtype at the next step."""
+        changes nothing. The moments stay NumPy arrays until the next step moves them to the param's
+        device and dtype (``_match_param``)."""
         path, state = saving.read_optim_state(path, self)
         try:
             self.set_state(state)

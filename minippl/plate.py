@@ -39,8 +39,8 @@ def _allocate_dim(name, dim):
 
 
 class plate(Messenger):
-    """A vectorised (or, iterated, a sequential) independence context; ``with plate(...) as idx:`` gives the
-    indices of the subsample (``np.arange(size)`` when there is no subsampling).
+    """A vectorised (or, iterated, a sequential) independence context. ``with plate("data", 100,
+    subsample_size=10) as idx:`` gives the indices of the subsample (``np.arange(size)`` without one).
 
     >>> import minippl, numpy as np, minippl.distributions as dist
     >>> from minippl.handlers import trace

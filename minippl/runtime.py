@@ -3,8 +3,9 @@
 Teaches: how ``sample`` and ``param`` become *effects*. A primitive builds a message (a dict describing
 the site) and hands it to the stack of active handlers; each handler may read or change it; then a
 default action fills in the value. Every handler in handlers.py is a small subclass of :class:`Messenger`.
-Builds on backend.py and traced.py: a record's output reaches the model as a traced value, and a "call"
-record (a layer, or NumPy arithmetic on a traced value) runs traced.run_call.
+Builds on backend.py, traced.py (a record's output reaches the model as a traced value, and a "call"
+record, a layer or NumPy arithmetic on a traced value, runs traced.run_call) and validation.py (which
+it tells whether a model is running, so that an argument error waits for its sample statement).
 
 The stack, drawn once (a Python list; its END is the TOP)::
 
@@ -115,7 +116,7 @@ def default_process_message(msg):
         root = f"sample site '{msg['name']}'" if fn.has_rsample else None
         msg["value"], msg["drawn"] = traced.wrap(value, root), True
     elif msg["type"] == "plate":
-        msg["value"] = msg["fn"](msg["rng"] or backend.global_rng())  # random: seeded by a seed handler if any
+        msg["value"] = msg["fn"](msg["rng"] or backend.global_rng())  # the subsample's indices: drawn, so seeded
     elif msg["type"] == "call":
         traced.run_call(msg)  # forward on plain arrays, keeping what backward will need
     else:

@@ -119,12 +119,18 @@ def _check_marker(path, found, what, marker):
         raise ValueError(f"{path!r} is not a minippl {what} file (it is marked '{found}', not '{marker}')")
 
 
-# ------------------------------------------------------------------ what the three files hold
+# ------------------------------------------------------------------ what a store's and an optimiser's files hold
+# (a checkpoint holds both side by side: checkpoint.py)
 STORE_FORMAT = "minippl.ParamStore/1"
 
 
 def optim_format(optim):
     return f"minippl.optim.{type(optim).__name__}/1"  # another optimiser's file is refused by name
+
+
+def optim_entries(optim, kind="state"):
+    """An optimiser's state as entries "<kind>/<param name>/<field>" (its step count and moments)."""
+    return flatten(kind, optim.state)
 
 
 def store_entries(store):
@@ -153,6 +159,6 @@ def read_store(path):
 
 
 def read_optim_state(path, optim):
-    """(path, {name: {field: array}}) from a file written by ``optim.save``."""
+    """(path, {name: {field: array}}) from a file written by ``optim.save`` (undoes ``optim_entries``)."""
     path, entries = read_npz(path, f"{type(optim).__name__} state", optim_format(optim))
     return path, unflatten(path, entries, state=2)["state"]

@@ -180,8 +180,8 @@ def _unwrap_nested(x):
 
 
 def _mark_nested(x):
-    if type(x) in (list, tuple):
-        for v in x:
+    if type(x) in (list, tuple, dict):
+        for v in (x.values() if type(x) is dict else x):
             _mark_nested(v)
     elif type(x) is Traced:
         x.uses += 1
@@ -310,7 +310,7 @@ class Traced:
         if not _State.recording:
             return getattr(ufunc, method)(*_unwrap_nested(inputs), **_unwrap_nested(kwargs))
         if method == "__call__" and ufunc in NON_DIFFERENTIABLE:
-            _mark_nested(inputs)
+            _mark_nested((inputs, kwargs))
             return ufunc(*_unwrap_nested(inputs), **_unwrap_nested(kwargs))
         if method == "__call__" and ufunc in UFUNC_OPS and not kwargs:
             return apply(UFUNC_OPS[ufunc](), *inputs)
@@ -329,7 +329,7 @@ class Traced:
         if func in FUNCTION_OPS:
             return FUNCTION_OPS[func](*args, **kwargs)
         if func in NON_DIFFERENTIABLE:
-            _mark_nested(args)
+            _mark_nested((args, kwargs))
             return func(*_unwrap_nested(args), **_unwrap_nested(kwargs))
         raise _no_vjp(_full_name(func))
 

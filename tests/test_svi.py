@@ -30,6 +30,21 @@ def test_step_returns_the_loss_and_updates_in_place(optim):
     assert loc != before
 
 
+def test_an_optimiser_with_the_plain_step_signature_works():
+    # SVI calls step(params, grads); only its sync window (sync_every > 1) passes only_if=
+    class PlainSGD:
+        def step(self, params, grads):
+            for name, grad in grads.items():
+                params[name] -= 0.01 * grad
+
+    minippl.set_rng_seed(0)
+    svi = SVI(model, guide, PlainSGD(), Trace_ELBO())
+    svi.step(X)
+    loc = minippl.get_param_store().get_unconstrained("loc").copy()
+    svi.step(X)
+    assert svi.step_count == 2 and minippl.get_param_store().get_unconstrained("loc") != loc
+
+
 def test_training_lowers_the_loss():
     svi = SVI(model, guide, Adam({"lr": 0.05}), Trace_ELBO(num_particles=4))
     minippl.set_rng_seed(0)

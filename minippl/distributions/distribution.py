@@ -359,8 +359,8 @@ class MaskedDistribution(_Wrapper):
     """``base`` whose log-prob is 0 wherever ``mask`` is False (missing data, padding).
 
     ``where`` rather than ``log_prob * mask``: a masked-out term may be -inf or NaN (a placeholder outside the
-    support), and 0 * inf is NaN. As in Pyro, fill masked-out values with something inside the support: the
-    base gradient is computed everywhere, then zeroed the same way."""
+    support), and 0 * inf is NaN. The VJP zeroes the cotangent the same way, but the base VJP still runs
+    everywhere, so, as in Pyro, fill masked-out values with something inside the support."""
 
     def __init__(self, base_dist, mask):
         if not (isinstance(mask, bool) or (hasattr(mask, "dtype") and mask.dtype.kind == "b")):

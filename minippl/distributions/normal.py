@@ -73,7 +73,8 @@ class Normal(LocScale, Distribution):
         return normal_log_prob_grads(value, self.loc, self.scale, grad_log_prob, self._check_wrt(wrt))
 
 
-# ---- the reference math: a fused kernel (minippl/kernels/registry.py) may replace each; the tests compare them
+# ---- the reference math: a fused kernel (kernels/registry.py) may replace each with the same numbers in one
+# pass; the tests compare them
 @backend.fusable("normal_rsample")
 def normal_rsample(loc, scale, eps):
     return loc + scale * eps  # z = loc + scale * eps, eps ~ N(0, 1)

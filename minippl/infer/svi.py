@@ -88,7 +88,10 @@ class SVI:
             check_finite(loss, grads, site_log_probs, step, order=list(store.keys()))
         if step == 1:
             self._first_step_checks(grads, args, kwargs)
-        self.optim.step(params, grads, only_if=None if window is None else window.guard(step, loss, grads))
+        if window is None:
+            self.optim.step(params, grads)  # an optimiser written to step(params, grads) works unchanged
+        else:
+            self.optim.step(params, grads, only_if=window.guard(step, loss, grads))
         self.step_count = step
         if window is None:
             return float(loss)

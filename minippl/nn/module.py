@@ -232,7 +232,8 @@ class Module:
 
 
 class Sequential(Module):
-    """Call modules in turn (``nn.Sequential``), named "0", "1", ...; each records itself, so no backward."""
+    """A composite: call modules in turn (``nn.Sequential``), named "0", "1", ...; each records itself, so no
+    backward."""
 
     def __init__(self, *modules):
         super().__init__()
