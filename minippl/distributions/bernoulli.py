@@ -13,7 +13,7 @@ from .distribution import Distribution, check_args, grad_like, promote
 
 class ProbsOrLogits:
     """Given ``probs`` or ``logits`` (exactly one, stored as given in ``_param``, named by ``arg_names``): that
-    argument, and the other as a property. Binomial and Geometric use it; Bernoulli clamps probs first (below)."""
+    argument, and the other as a property. Bernoulli, Binomial and Geometric use it (Bernoulli clamps probs first)."""
 
     def arg_arrays(self):
         return {self.arg_names[0]: self._param}
@@ -33,7 +33,7 @@ class ProbsOrLogits:
             return xp.log(p) - xp.log1p(-p)  # l = log p - log(1 - p)
 
 
-class Bernoulli(Distribution):
+class Bernoulli(ProbsOrLogits, Distribution):
     """Bernoulli(probs=None, logits=None): P(x = 1) = probs = sigmoid(logits).
 
     Give exactly one of ``probs`` or ``logits``; ``arg_names`` is that one, the other a computed property.
@@ -62,13 +62,7 @@ class Bernoulli(Distribution):
             "them with (x > 0.5) or (rng.random(x.shape) < x) for a proper Bernoulli likelihood."))
 
     @property
-    def probs(self):
-        if self.arg_names == ("probs",):
-            return self._param
-        return backend.sigmoid(promote(self._param)[2][0])  # p = sigmoid(l)
-
-    @property
-    def logits(self):
+    def logits(self):  # ProbsOrLogits's, with probs clamped first
         if self.arg_names == ("logits",):
             return self._param
         xp, dtype, (probs,) = promote(self._param)
