@@ -191,6 +191,11 @@ def test_new_constraints_check():
     np.testing.assert_array_equal(constraints.softplus_positive.check(x), [0, 0, 1, 1, 0])
     np.testing.assert_array_equal(constraints.integer.check(x), [1, 1, 0, 1, 0])
     np.testing.assert_array_equal(constraints.nonnegative_integer.check(x), [0, 1, 0, 1, 0])
+    infinities = np.array([np.inf, -np.inf])  # no integers, as in torch (inf % 1 is NaN)
+    for whole in (constraints.integer, constraints.nonnegative_integer, constraints.integer_interval(0, 3)):
+        assert not whole.check(infinities).any()
+    np.testing.assert_array_equal(constraints.integer_interval(0, 3).check(np.array([-1, 0, 2.5, 3, 4])),
+                                  [0, 1, 0, 1, 0])
     vectors = np.array([[0.2, 0.8], [0.5, 0.6], [-0.1, 1.1], [1.0, 0.0]])
     np.testing.assert_array_equal(constraints.simplex.check(vectors), [1, 0, 0, 1])  # one answer per vector
     assert constraints.softplus_positive != constraints.positive and constraints.nonnegative != constraints.positive
@@ -226,6 +231,25 @@ def test_less_than_and_positive_definite():
     assert pd.check(np.eye(3)).shape == () and not pd.check(np.ones((2, 3))).any()
     with pytest.raises(NotImplementedError, match="lower_cholesky"):
         constraint_registry.biject_to(pd)
+
+
+def test_every_distributions_constraints_are_discrete_exactly_where_no_bijection_reaches_them():
+    # a distribution's own supports and argument constraints: a Poisson's rate (nonnegative) can be a param's
+    # constraint like constraints.nonnegative itself; a count or a category cannot
+    from test_contracts import CASES
+
+    for name, make_case in CASES.items():
+        case = make_case(np.random.default_rng(0))
+        d = case.make(**case.args)
+        if name == "Uniform":
+            continue  # array bounds: its support is checked by Uniform itself (test_distributions.py)
+        for c in [d.support, *d.arg_constraints.values()]:
+            try:
+                constraint_registry.biject_to(c)
+                reached = True
+            except NotImplementedError:
+                reached = False
+            assert reached != c.is_discrete or c == constraints.positive_definite, (name, c)
 
 
 def test_is_discrete_marks_exactly_the_sets_no_bijection_reaches():

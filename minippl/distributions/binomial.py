@@ -12,27 +12,22 @@ import numpy as np
 from .. import backend, validation
 from ..backend import shape_of
 from . import constraints
-from .counts import lgamma, nonnegative_integer, sample_on_host
+from .counts import lgamma, sample_on_host
 from .bernoulli import ProbsOrLogits
 from .distribution import Distribution, check_args, grad_like, promote
 
 
-class _CountsUpTo(constraints.Constraint):
+class _CountsUpTo(constraints.integer_interval):
     """The integers 0..total_count, elementwise (torch's ``integer_interval(0, total_count)``,
     whose upper bound may be an array): a Binomial's support."""
 
     def __init__(self, upper_bound):
-        self.upper_bound = upper_bound
+        super().__init__(0, upper_bound)
 
     @property
     def spec(self):
         bound = self.upper_bound
         return f"integer_interval(0, {bound if shape_of(bound) == () else 'total_count'})"
-
-    def check(self, value):
-        x = backend.array_module(value).asarray(value)
-        with np.errstate(invalid="ignore"):  # inf // 1 is NaN: not a count
-            return (x == x // 1) & (x >= 0) & (x <= self.upper_bound)
 
 
 class Binomial(ProbsOrLogits, Distribution):
@@ -56,7 +51,7 @@ class Binomial(ProbsOrLogits, Distribution):
 
     has_rsample = False
     has_enumerate_support = True  # enumerate_support() below
-    arg_constraints = {"total_count": nonnegative_integer, "probs": constraints.unit_interval,
+    arg_constraints = {"total_count": constraints.nonnegative_integer, "probs": constraints.unit_interval,
                        "logits": constraints.real}
 
     def __init__(self, total_count=1, probs=None, logits=None, validate_args=None):
@@ -75,7 +70,7 @@ class Binomial(ProbsOrLogits, Distribution):
     def _check_args(self):
         super()._check_args()  # probs or logits
         validation.check_devices("Binomial", {"total_count": self.total_count, **self.arg_arrays()})
-        validation.check_arg("Binomial", "total_count", self.total_count, nonnegative_integer)
+        validation.check_arg("Binomial", "total_count", self.total_count, constraints.nonnegative_integer)
 
     @property
     def support(self):

@@ -12,25 +12,6 @@ from . import constraints
 from .distribution import Distribution, check_types, grad_like
 
 
-class _IntegerInterval(constraints.Constraint):
-    """The integers lo, lo + 1, ..., hi (torch's ``integer_interval``): a Categorical's support.
-
-    No bijection from R reaches it, so it can never be a param's constraint; autoguides
-    use that to refuse discrete latent sites with a clear message.
-    """
-
-    def __init__(self, lower_bound, upper_bound):
-        self.lower_bound, self.upper_bound = int(lower_bound), int(upper_bound)
-
-    @property
-    def spec(self):
-        return f"integer_interval({self.lower_bound}, {self.upper_bound})"
-
-    def check(self, value):
-        x = backend.array_module(value).asarray(value)
-        return (x == x // 1) & (x >= self.lower_bound) & (x <= self.upper_bound)
-
-
 def _log_softmax(logits, xp):
     # log softmax(l)_k = l_k - log sum_j exp(l_j) = (l_k - m) - log sum_j exp(l_j - m), m = max_j l_j:
     # every exp sees an argument <= 0, so nothing overflows
@@ -87,7 +68,7 @@ class Categorical(Distribution):
 
     @property
     def support(self):
-        return _IntegerInterval(0, self.num_categories - 1)
+        return constraints.integer_interval(0, self.num_categories - 1)
 
     def arg_arrays(self):
         # the argument exactly as passed (the ``logits`` property below is normalised: a new array)

@@ -9,8 +9,6 @@ Builds on backend.py (the array module).
 import math
 import re
 
-import numpy as np
-
 from ..backend import array_module
 
 
@@ -122,13 +120,29 @@ class _Integer(Constraint):
     lower_bound = None
 
     def check(self, value):
-        x = array_module(value).asarray(value)
-        return (x == array_module(x).floor(x)) & (x >= (-np.inf if self.lower_bound is None else self.lower_bound))
+        xp = array_module(value)
+        x = xp.asarray(value)
+        whole = xp.isfinite(x) & (x == xp.floor(x))  # inf and NaN are no integers (torch: inf % 1 is NaN)
+        return whole if self.lower_bound is None else whole & (x >= self.lower_bound)
 
 
 class _NonnegativeInteger(_Integer):
     spec = "nonnegative_integer"
     lower_bound = 0
+
+
+class _IntegerInterval(_Integer):
+    """The integers lower_bound, ..., upper_bound (torch's ``integer_interval``): a Categorical's support."""
+
+    def __init__(self, lower_bound, upper_bound):
+        self.lower_bound, self.upper_bound = lower_bound, upper_bound
+
+    @property
+    def spec(self):
+        return f"integer_interval({self.lower_bound}, {self.upper_bound})"
+
+    def check(self, value):
+        return super().check(value) & (array_module(value).asarray(value) <= self.upper_bound)
 
 
 class _Simplex(Constraint):
@@ -225,6 +239,7 @@ interval = _Interval
 greater_than = _GreaterThan
 greater_than_eq = _GreaterThanEq
 less_than = _LessThan
+integer_interval = _IntegerInterval
 
 _SPEC_PATTERN = re.compile(r"^(interval|greater_than|greater_than_eq|less_than)\((.*)\)$")
 

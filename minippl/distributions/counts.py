@@ -6,7 +6,7 @@ each of size k log k and cancel down to size log k, so float32 would keep no dig
 answer at k ~ 1e6); ``0 log 0 = 0`` written out, so that a rate of 0 or probs of 1 still score
 the count 0; and gradients written in the form that does not cancel (``(k - rate) / rate``,
 not ``k / rate - 1``). Builds on distribution.py, bernoulli.py (the probs/logits pair, log(1 - p)
-by log1p or by softplus of the logits) and categorical.py (an integer support). Neither has a
+by log1p or by softplus of the logits) and constraints.py (``nonnegative_integer``). Neither has a
 reparameterised sampler: a latent count gets the score-function gradient (infer/elbo.py).
 """
 import numpy as np
@@ -17,35 +17,6 @@ from ..backend import shape_of
 from . import constraints
 from .bernoulli import ProbsOrLogits
 from .distribution import Distribution, check_args, grad_like, promote
-
-
-class _NonnegativeInteger(constraints.Constraint):
-    """The integers 0, 1, 2, ... (torch's ``nonnegative_integer``): the support of a count.
-
-    As with categorical.py's integer interval, no bijection from R reaches it, so it can
-    never be a param's constraint, and autoguides refuse a latent count with a clear message.
-    """
-
-    spec = "nonnegative_integer"
-
-    def check(self, value):
-        xp = backend.array_module(value)
-        x = xp.asarray(value)
-        with np.errstate(invalid="ignore"):  # inf // 1 is NaN: inf is not a count
-            return (x == x // 1) & (x >= 0)
-
-
-class _Nonnegative(constraints.Constraint):
-    """[0, inf) (torch's ``nonnegative``): a Poisson rate may be 0 (then the count is 0)."""
-
-    spec = "nonnegative"
-
-    def check(self, value):
-        return backend.array_module(value).asarray(value) >= 0  # False for NaN
-
-
-nonnegative_integer = _NonnegativeInteger()
-nonnegative = _Nonnegative()
 
 
 def lgamma(x):
@@ -76,8 +47,8 @@ class Poisson(Distribution):
 
     has_rsample = False
     arg_names = ("rate",)
-    arg_constraints = {"rate": nonnegative}
-    support = nonnegative_integer
+    arg_constraints = {"rate": constraints.nonnegative}  # a rate of 0 gives the count 0
+    support = constraints.nonnegative_integer
 
     def __init__(self, rate, validate_args=None):
         batch_shape = check_args("Poisson", rate=rate)
@@ -145,7 +116,7 @@ class Geometric(ProbsOrLogits, Distribution):
 
     has_rsample = False
     arg_constraints = {"probs": constraints.unit_interval, "logits": constraints.real}
-    support = nonnegative_integer
+    support = constraints.nonnegative_integer
 
     def __init__(self, probs=None, logits=None, validate_args=None):
         if (probs is None) == (logits is None):

@@ -22,6 +22,7 @@ class _OneHot(constraints.Constraint):
     """
 
     spec = "one_hot"
+    is_discrete = True
     event_dim = 1
 
     def check(self, value):
