@@ -5,7 +5,8 @@ The same checks as tests/test_kernels_cpu.py: the reference runs on the host und
 ends of float32's range, +-inf and NaN included), and the results are compared on the host.
 CUDA's expf, logf and log1pf are within 2 ulp, so the tolerances are those of the CPU kernels.
 Without CuPy or a GPU this file is skipped; tests/test_kernels_gpu_compile.py checks what a CPU
-can (compilation, PTX, launch arguments), and benchmarks/gpu_check.sh runs this file on a GPU.
+can (compilation, PTX, launch arguments), tests/test_kernels_gpu_on_host.py the kernels' numbers on
+one host thread, and benchmarks/gpu_check.sh runs this file on a GPU.
 """
 import numpy as np
 import pytest
