@@ -11,6 +11,8 @@ reference, and the teaching files never mention a kernel. Builds on backend.py's
 """
 import numpy as np
 
+from ..optim import advance_counters
+
 ENTRIES = {}  # operation name -> entry(kernels module, *args): a result or NotImplemented
 _FLOAT32 = np.dtype(np.float32)
 
@@ -126,7 +128,7 @@ def _(k, x):
     return k.exp_forward(x) if _takes(x) else NotImplemented
 
 
-# ---------------------------------------------------------------- the optimiser, and the finiteness check before an update
+# ------------------------------------------------------- the optimiser, and the finiteness check before an update
 @entry("adam_update_all")
 def _(k, work, clipped, only_if=None):
     """All params in one kernel call; the step counts (and ClippedAdam's decayed lr) as the reference.
@@ -139,15 +141,12 @@ def _(k, work, clipped, only_if=None):
         return NotImplemented
     settings = []
     for _, _, state, hyper in work:
-        state["step"] += 1
+        step, lr = advance_counters(state, hyper, clipped)
         beta1, beta2 = hyper["betas"]
-        options = {"lr": hyper["lr"]}
-        if clipped:
-            state["lr"] *= hyper["lrd"]
-            options = {"lr": state["lr"], "clip": hyper["clip_norm"], "centered": hyper["centered_variance"],
-                       "clipped_adam": True}
-        settings.append(k.adam_settings(beta1=beta1, beta2=beta2, eps=hyper["eps"], step=state["step"],
-                                        weight_decay=hyper["weight_decay"], **options))
+        clipping = {"clip": hyper["clip_norm"], "centered": hyper["centered_variance"],
+                    "clipped_adam": True} if clipped else {}
+        settings.append(k.adam_settings(lr=lr, beta1=beta1, beta2=beta2, eps=hyper["eps"], step=step,
+                                        weight_decay=hyper["weight_decay"], **clipping))
     arrays = zip(*[(p, g, s["exp_avg"], s["exp_avg_sq"]) for p, g, s, _ in work])
     if only_if is None:
         k.adam_update_many(*arrays, settings)

@@ -7,6 +7,8 @@ first time it is seen. Builds on backend.py and saving.py; it updates the arrays
 """
 import math
 
+import numpy as np
+
 from . import saving
 from . import backend
 from .backend import array_module
@@ -147,6 +149,10 @@ class PyroOptim:
             got = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
             raise ValueError(f"{type(self).__name__}: state of {name!r} must have keys "
                              f"{sorted(expected)}, got {got}")
+        for key in ("step", *self.initial_scalars(hyper)):
+            if np.ndim(entry[key]) != 0 or np.asarray(entry[key]).dtype.kind not in "iuf":
+                raise ValueError(f"{type(self).__name__}: state {key!r} of {name!r} must be one number, "
+                                 f"got {entry[key]!r}")
         checked = {"step": int(entry["step"])}
         checked.update({k: float(entry[k]) for k in self.initial_scalars(hyper)})
         for key in self.state_arrays(hyper):
@@ -172,6 +178,10 @@ class PyroOptim:
 def kept_only_if(only_if, arrays, update):
     """Run ``update()``, which changes ``arrays`` in place, then put their old values back unless
     ``only_if`` holds: x = where(only_if, x_updated, x_old), decided on the device, nothing read."""
+    if array_module(only_if) is np:  # a host flag costs nothing to read: no copies to put back
+        if bool(only_if):
+            update()
+        return
     saved = [(array, array.copy()) for array in arrays]
     update()
     for array, old in saved:
@@ -276,15 +286,22 @@ def adam_update_all(work, clipped, only_if=None):
         kept_only_if(only_if, [a for p, _, s, _ in work for a in (p, s["exp_avg"], s["exp_avg_sq"])], update)
 
 
+def advance_counters(state, hyper, clipped):
+    """Count one more step and, for ClippedAdam, decay its lr (lr_t = lr lrd^t); return (step, lr) of this
+    update. The fused Adam (kernels/registry.py) keeps its counters with this too."""
+    state["step"] += 1
+    if clipped:
+        state["lr"] *= hyper["lrd"]
+        return state["step"], state["lr"]
+    return state["step"], hyper["lr"]
+
+
 def adam_update(param, grad, state, hyper, clipped=False):
     """One step of torch's Adam, or of Pyro's ClippedAdam (``clipped``), on one param, in place."""
     xp = array_module(param)
-    state["step"] += 1
-    step, lr = state["step"], hyper["lr"]
+    step, lr = advance_counters(state, hyper, clipped)
     beta1, beta2 = hyper["betas"]
     if clipped:
-        state["lr"] *= hyper["lrd"]  # lr_t = lr lrd^t
-        lr = state["lr"]
         grad = xp.clip(grad, -hyper["clip_norm"], hyper["clip_norm"])  # each element into [-clip, clip]
     if hyper["weight_decay"] != 0:
         grad = grad + hyper["weight_decay"] * param  # g += wd * theta (after clipping, as Pyro)
