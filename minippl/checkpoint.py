@@ -52,6 +52,12 @@ def load_checkpoint(path, optim=None):
             if saved_optim is None or str(saved_optim) != type(optim).__name__:
                 raise ValueError(f"it holds {saved_optim} state, not {type(optim).__name__} state")
             optim_state = optim._checked_state(groups["optim"])
+            for name, entry in optim_state.items():  # each moment the shape of its param, before anything changes
+                param = store_state["params"].get(name, store.get_unconstrained(name) if name in store else None)
+                for key in optim.state_arrays(optim.hyperparameters(name)):
+                    if param is not None and entry[key].shape != param.shape:
+                        raise ValueError(f"optimiser state {key!r} of {name!r} has shape {entry[key].shape}, "
+                                         f"its param has {param.shape}")
     except ValueError as error:
         raise ValueError(f"cannot resume from {path!r}: {error}") from None
     # set_state copies each array onto the device of the store's array of that name;

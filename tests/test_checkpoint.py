@@ -239,6 +239,26 @@ def test_mismatched_checkpoints_are_refused_and_change_nothing(tmp_path):
     np.testing.assert_array_equal(net.weight, weight)
 
 
+def test_a_checkpoint_whose_moments_or_counts_do_not_fit_is_refused_and_changes_nothing(tmp_path):
+    from minippl import saving
+
+    _, optim = trained()
+    store = minippl.get_param_store()
+    params = {name: store.get_unconstrained(name).copy() for name in store.keys()}
+    before = state_of(optim)
+    name = next(iter(optim.state))
+    for field, bad in [("exp_avg", np.zeros(5)), ("step", np.array([1, 2]))]:
+        entries = {"metadata": "{}", **saving.store_entries(store), "optim": "Adam",
+                   **saving.optim_entries(optim, kind="optim")}
+        entries[f"optim/{name}/{field}"] = bad
+        path = saving.write_npz(tmp_path / f"bad_{field}.npz", "minippl.checkpoint/1", entries)
+        with pytest.raises(ValueError, match=rf"cannot resume.*{field!r} of {name!r}"):
+            load_checkpoint(path, optim)
+        assert_state_equal(state_of(optim), before)
+        for n, value in params.items():
+            np.testing.assert_array_equal(store.get_unconstrained(n), value)
+
+
 def test_store_load_refuses_a_file_with_a_bad_constraint_spec(tmp_path):
     np.savez(tmp_path / "bad.npz", __format__=np.array("minippl.ParamStore/1"),
              **{"param/s": np.zeros(2), "constraint/s": np.array("__import__('os')")})

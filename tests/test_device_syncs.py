@@ -167,6 +167,15 @@ def test_validation_of_device_values_runs_at_the_first_step_and_at_sync_points()
     assert "step 3: model site 'x': Normal: scale must be > 0" in str(raised.value.__cause__)
 
 
+def test_the_sync_window_refuses_an_optimiser_that_cannot_take_its_flag():
+    class PlainSGD:
+        def step(self, params, grads):
+            pass
+
+    with pytest.raises(TypeError, match=r"sync_every=4.*PlainSGD.*use sync_every=1"):
+        SVI(normal_model, normal_guide, PlainSGD(), Trace_ELBO(), sync_every=4)
+
+
 @pytest.mark.parametrize("sync_every", [0, -1, 1.5, None])
 def test_sync_every_must_be_a_whole_number(sync_every):
     with pytest.raises(ValueError, match="sync_every"):

@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 
+from ..optim import PyroOptim
 from ..params import get_param_store
 from ..validation import device_values_read, errors_say
 from .guards import check_finite
@@ -22,7 +23,7 @@ class SVI:
 
     ``validate=True`` runs :func:`check_gradients` (a float64 finite-difference
     test of the whole ELBO gradient) before the first update and raises if a
-    gradient is wrong (for example a chain broken by raw NumPy arithmetic).
+    gradient is wrong (for example a custom layer's backward or VJP with a mistake in it).
 
     With z ~ N(0, 1) and x ~ N(z, 1), observing x = 2 makes the posterior of z
     N(1, 1/2); a Normal guide's loc moves there from 0:
@@ -55,6 +56,10 @@ class SVI:
     def __init__(self, model, guide, optim, loss, validate=False, sync_every=1):
         if not (isinstance(sync_every, int) and sync_every >= 1):
             raise ValueError(f"sync_every must be a whole number >= 1, got {sync_every!r}")
+        if sync_every > 1 and not isinstance(optim, PyroOptim):
+            raise TypeError(f"SVI(sync_every={sync_every}) makes each update conditional on a device flag, which "
+                            f"only minippl.optim's optimisers take (step(..., only_if=)); {type(optim).__name__} "
+                            f"is not one: use sync_every=1, or an optimiser from minippl.optim")
         self.model, self.guide, self.optim, self.loss = model, guide, optim, loss
         self.validate, self.sync_every = validate, sync_every
         self.step_count = 0
@@ -85,7 +90,7 @@ class SVI:
         with np.errstate(over="ignore"):
             grads = {n: g if g.dtype == params[n].dtype else g.astype(params[n].dtype) for n, g in grads.items()}
         if window is None:
-            check_finite(loss, grads, site_log_probs, step, order=list(store.keys()))
+            check_finite(loss, grads, site_log_probs, step, order=store.keys())
         if step == 1:
             self._first_step_checks(grads, args, kwargs)
         if window is None:
