@@ -6,6 +6,7 @@ array library asks the arrays for it with :func:`array_module`. Gradients of a
 broadcast argument are summed back to the argument's shape by :func:`sum_to_shape`,
 the one helper every hand-written VJP in the library ends with. Builds on NumPy alone.
 """
+import functools
 import math
 import warnings
 
@@ -263,6 +264,8 @@ def plug_in(load_cpu, load_gpu, entries):
     and GPU kernel modules, and ``entries``, the registry of which kernel replaces which reference."""
     global _PLUGGED
     _PLUGGED = (load_cpu, load_gpu, entries)
+
+
 FUSABLE = {}  # name -> reference function: every function a kernel may replace
 
 
@@ -311,23 +314,23 @@ def fusable(name):
 
     The one dispatch point between the teaching files and minippl/kernels: under the "numba"
     backend, a call is first offered to ``kernels.registry.ENTRIES[name]`` for the device of its
-    first array argument; the entry returns NotImplemented unless its kernel takes the arguments,
+    first argument (an array, or a list whose first item is one); the entry returns NotImplemented unless its kernel takes the arguments,
     and then the reference (the decorated function, also at ``.reference``) runs.
     """
     def decorate(reference):
         FUSABLE[name] = reference
 
-        def dispatch(*args):
+        @functools.wraps(reference)  # name, docstring, and __wrapped__ for help()'s signature
+        def dispatch(*args, **kwargs):
             if _BACKEND == "numba" or (_BACKEND is None and get_backend() == "numba"):
                 kernels = _kernels_for(_first_array(args[0]))
                 if kernels is not None:
-                    result = _REGISTRY[name](kernels, *args)
+                    result = _REGISTRY[name](kernels, *args, **kwargs)
                     if result is not NotImplemented:
                         return result
-            return reference(*args)
+            return reference(*args, **kwargs)
 
-        dispatch.__name__, dispatch.__qualname__ = reference.__name__, reference.__qualname__
-        dispatch.__doc__, dispatch.__module__, dispatch.reference = reference.__doc__, reference.__module__, reference
+        dispatch.reference = reference
         return dispatch
     return decorate
 

@@ -16,6 +16,7 @@ from .backend import array_module
 from .distributions import constraints
 from .distributions.constraint_registry import biject_to
 
+
 def _as_float_array(value):
     """A floating ndarray stays the very same object; a Python or NumPy scalar becomes
     a 0-d array (updatable in place); integers become float64."""
@@ -58,6 +59,9 @@ class ParamStore:
     def __setitem__(self, name, value):  # a constrained value; the name keeps its constraint (real if new)
         constraint = self._constraints.get(name, constraints.real)
         self._set(name, _unconstrained(name, value, constraint), constraint)
+
+    def __repr__(self):
+        return f"ParamStore({', '.join(self._params) or 'empty'})"
 
     def __contains__(self, name):
         return name in self._params
@@ -191,14 +195,15 @@ class ParamStore:
         return {"params": {name: u.copy() for name, u in self._params.items()},
                 "constraints": dict(self._constraints)}
 
-    def set_state(self, state):
+    def set_state(self, state, where="set_state"):
         """Set every name in ``state`` (other names are kept, as in Pyro). Into an array of the same
         shape and dtype the values are copied, so modules sharing it see them; otherwise a copy of
-        the state's array replaces it, and its owners are rebound."""
-        params, constraints_ = self._validate_state(state, where="set_state")
+        the state's array replaces it, and its owners are rebound. ``where`` names the state in an
+        error (a file's path)."""
+        params, constraints_ = self._validate_state(state, where=where)
         for name, u in params.items():
             current = self._params.get(name)
-            xp = array_module(current) if current is not None else np
+            xp = array_module(current if current is not None else u)  # a new name stays on its array's device
             if current is not None and current.shape == u.shape and current.dtype == u.dtype:
                 current[...] = xp.asarray(u)
                 self._constraints[name] = constraints_[name]
@@ -212,8 +217,7 @@ class ParamStore:
         """Read a file written by ``save`` and ``set_state`` it. The whole file is read and
         checked first: a corrupt file raises ValueError and leaves the store unchanged."""
         path, state = saving.read_store(path)
-        self._validate_state(state, where=repr(path))  # the file's name in the message
-        self.set_state(state)
+        self.set_state(state, where=repr(path))  # checked whole before anything changes
 
     @contextlib.contextmanager
     def scope(self, state=None):

@@ -9,5 +9,5 @@ from .predictive import Predictive
 from .svi import SVI
 from .tape import LostGradientError
 
-__all__ = ["GradientCheckError", "LostGradientError", "Predictive", "SVI", "Trace_ELBO", "TraceMeanField_ELBO", "autoguide",
-           "check_gradients"]
+__all__ = ["GradientCheckError", "LostGradientError", "Predictive", "SVI", "Trace_ELBO", "TraceMeanField_ELBO",
+           "autoguide", "check_gradients"]

@@ -240,7 +240,7 @@ class AutoDiagonalNormal(AutoGuide):
     order, into one vector u of length ``latent_dim``; u ~ Normal(loc, scale).to_event(1) is the
     auxiliary site "_AutoDiagonalNormal_latent" (params "AutoDiagonalNormal.loc" and
     "AutoDiagonalNormal.scale", softplus_positive, starting at ``init_scale``). Each site gets
-    its slice of u, reshaped, through AutoNormal's ToConstrained: ``Delta(T(u_s), -log|dT/du_s|)``.
+    its slice of u, reshaped, through ToConstrained (change_of_variables.py): ``Delta(T(u_s), -log|dT/du_s|)``.
     Slicing and reshaping a traced u are recorded NumPy operations, so no VJP is new here.
     The latent dimension is fixed, so a plate that subsamples a latent site is refused.
     """
@@ -331,7 +331,6 @@ class AutoDiagonalNormal(AutoGuide):
         z = np.asarray(_standard_normal_quantiles(quantiles), dtype=loc.dtype)[:, None]  # (Q, 1) against (D,)
         latents = loc + scale * z
         return {site.name: site.transform.forward(u) for site, u in self._unpack_latent(latents)}
-
 
 
 class AutoMultivariateNormal(AutoDiagonalNormal):

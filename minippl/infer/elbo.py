@@ -49,11 +49,12 @@ def cotangent(weight, like):
 
     A Python float or a float64 weight would make the cotangent float64, and with it every VJP and layer backward
     after it: a float32 model would silently run its whole backward pass in float64. A number is filled in on the
-    device (a kernel argument), not copied there.
+    device (a kernel argument), not copied there, as one element that a read-only view broadcasts: nothing
+    of the site's size is allocated.
     """
     xp = backend.array_module(like)
     if isinstance(weight, (int, float)):
-        return xp.full(like.shape, weight, dtype=like.dtype)
+        weight = xp.full((), weight, dtype=like.dtype)
     return xp.broadcast_to(xp.asarray(weight, dtype=like.dtype), like.shape)
 
 
