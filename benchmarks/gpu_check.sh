@@ -5,14 +5,14 @@
 # stage that fails is recorded and the next one runs:
 #   env       nvidia-smi, Python and the packages that matter          -> $OUT/env.txt
 #   install   minippl from this checkout into a scratch folder, with --no-deps: the preinstalled
-#             CuPy and torch stay untouched (and Pyro from .whl/, if carried)
+#             CuPy and torch stay untouched (and Pyro from $WHEELS, if carried)
 #   probe     versions, gpu.check_device() (GPU, compute capability), NVRTC compile time, backend
 #   kernels   pytest tests/test_kernels_gpu.py (every GPU kernel against its NumPy reference) and
 #             tests/test_kernels_gpu_compile.py
 #   grads     one VAE ELBO gradient, GPU vs CPU, same parameters and same noise
-#   vae_gpu, vae_cpu   examples/vae_mnist.py -n 2 on --device cuda and on --device cpu: train losses
+#   vae_cuda, vae_cpu  examples/vae_mnist.py -n 2 on --device cuda and on --device cpu: train losses
 #             must agree within 0.5 nats per image per epoch
-#   pyro      Pyro's VAE on the same GPU (skipped unless Pyro's wheels are in .whl/), timed against
+#   pyro      Pyro's VAE on the same GPU (skipped unless Pyro's wheels are in $WHEELS), timed against
 #             minippl's second epoch
 # Results: $OUT/results.json (summary + every stage), results.jsonl, log.txt, env.txt and the two
 # runs' metrics; a table at the end. $OUT defaults to /tmp/gpu_check_out. Without a GPU every
@@ -24,7 +24,8 @@
 #     --platform manylinux_2_28_x86_64 -d .whl pyro-ppl==1.9.2 pyro-api==0.1.2
 # (Pyro's other needs, torch, opt-einsum, tqdm and NumPy, are on the GPU machine's image.)
 # Environment: PY (default python3), OUT, MAX_SECONDS, MNIST_DIR (default ../shared/data/mnist
-# beside the checkout if there, else the bundled examples/data/mnist), WHEELS (default ./.whl).
+# beside the checkout if there, else the bundled examples/data/mnist), WHEELS (default: .whl/ in the
+# checkout, the folder above benchmarks/, wherever the script is run from).
 set -u
 R=$(cd "$(dirname "$0")/.." && pwd)
 O=${OUT:-/tmp/gpu_check_out}
@@ -246,7 +247,7 @@ for device in cuda cpu; do
   cp "$W/vae_$device/metrics.jsonl" "$O/vae_${device}_metrics.jsonl" 2> /dev/null
 done
 if ls "$WHEELS"/pyro_ppl-*.whl > /dev/null 2>&1; then stage pyro 120 "$PY" "$W/gck.py" pyro
-else echo '{"run": "pyro", "skipped": "no Pyro wheels in .whl/ (see the header for the download command)"}' >> "$O/results.jsonl"; fi
+else echo "{\"run\": \"pyro\", \"skipped\": \"no Pyro wheels in $WHEELS (see the header for the download command)\"}" >> "$O/results.jsonl"; fi
 
 # ---- summary: results.json and a table
 "$PY" - "$O" <<'PYEOF'
@@ -284,10 +285,14 @@ for r in runs:
     result = r.get("skipped") or r.get("failed") or ("passed" if r.get("passed") else "NOT passed")
     if "tests" in r:
         result += f" {r['tests']}" + (f", skips: {r['skips'][0]}" if r.get("skips") else "")
-    if r["run"].startswith("vae_"):  # the example prints no JSON: its metrics file tells
+    if r["run"].startswith("vae_") and not r.get("skipped"):  # the example prints no JSON: its metrics tell
         rows = gpu if r["run"] == "vae_cuda" else cpu
-        result = r.get("failed") or f"rc {r['rc']}, see log.txt" if r.get("rc") else \
-            "train loss " + ", ".join(f"{m['train_loss']:.2f} ({m['seconds']:.1f} s)" for m in rows)
+        if r.get("rc"):
+            result = r.get("failed") or f"rc {r['rc']}, see log.txt"
+        elif rows:
+            result = "train loss " + ", ".join(f"{m['train_loss']:.2f} ({m['seconds']:.1f} s)" for m in rows)
+        else:
+            result = "no metrics.jsonl written, see log.txt"
     if r["run"] == "pyro" and pyro_seconds:
         result = "train loss " + ", ".join(f"{e['train_loss']:.2f} ({e['seconds']:.1f} s)" for e in pyro["epochs"])
     print(f"{r['run']:10} {str(r.get('rc', '-')):>4} {str(r.get('seconds', '-')):>5}  {str(result)[:150]}")

@@ -17,13 +17,14 @@ next to the exact one (sigma is known, so the posterior is Gaussian): they shoul
 
 Pyro runs under a separate interpreter (``--pyro-python``, default /work/.venv-pyro/bin/python) that
 has torch and pyro-ppl; minippl's worker never imports either. Without it, only minippl is timed.
+The worker processes, the alternating rounds and the wait for quiet cores are timing.py's, shared
+with vae_epoch.py.
 
     python benchmarks/regression_step.py                              # 5 rounds of 2000 steps each
     python benchmarks/regression_step.py --rounds 1 --steps 200        # a quick look
     python benchmarks/regression_step.py --n 1000 --json /tmp/regression_step.json
 """
 import argparse
-import json
 import os
 import pathlib
 import platform
@@ -38,7 +39,8 @@ SYSTEMS = ("minippl", "pyro")
 LABELS = {"minippl": "minippl, traced a + b * x (NumPy)", "pyro": "Pyro, Trace_ELBO (torch CPU)"}
 SIGMA, PRIOR_SCALE, LR = 0.5, 10.0, 0.01
 TRUE_A, TRUE_B = 1.0, 2.0
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import timing  # noqa: E402  (standard library only: Pyro's interpreter imports it too)
 
 
 def make_data(n, seed, dtype):
@@ -132,25 +134,23 @@ def pyro_stepper(x, y, dtype):
 def worker(system, args):
     x, y = make_data(args.n, args.seed, args.dtype)
     step, params, info = (minippl_stepper if system == "minippl" else pyro_stepper)(x, y, args.dtype)
-    info.update(ready=True, data_sum=float(x.sum() + y.sum()), python=platform.python_version(),
+    info.update(data_sum=float(x.sum() + y.sum()), python=platform.python_version(),
                 imported_torch_or_pyro=sorted(m for m in ("torch", "pyro") if m in sys.modules))
-    print(json.dumps(info), flush=True)
-    for line in sys.stdin:
-        words = line.split()
-        if not words or words[0] != "round":
-            break
-        warmup, steps = int(words[1]), int(words[2])
-        for _ in range(warmup):
+
+    def run_round(warmup, steps):
+        for _ in range(int(warmup)):
             step()
         start = time.perf_counter()
-        for _ in range(steps):
+        for _ in range(int(steps)):
             loss = step()
         seconds = time.perf_counter() - start
-        print(json.dumps({"seconds": seconds, "steps": steps, "us_per_step": 1e6 * seconds / steps,
-                          "loss": float(loss), "params": params()}), flush=True)
+        return {"seconds": seconds, "steps": int(steps), "us_per_step": 1e6 * seconds / int(steps),
+                "loss": float(loss), "params": params()}
+
+    timing.serve(info, "round", run_round)
 
 
-# ================================================================ the parent: alternate, then tabulate
+# ================================================================ the parent: alternate (timing.py), then tabulate
 def pyro_interpreter(path):
     """``path`` if it runs and imports torch and pyro, else None and the reason."""
     if not path or not os.path.exists(path):
@@ -164,18 +164,7 @@ def pyro_interpreter(path):
 def start_worker(system, python, args):
     command = [python, __file__, "--worker", system, "--n", str(args.n), "--seed", str(args.seed),
                "--dtype", args.dtype, "--core", str(args.core)]
-    env = dict(os.environ, **{name: "1" for name in THREAD_VARIABLES})
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-    reply = process.stdout.readline()
-    if not reply or not json.loads(reply).get("ready"):
-        raise RuntimeError(f"worker {system} failed to start (its error is printed above)")
-    return process, json.loads(reply)
-
-
-def run_round(process, warmup, steps):
-    process.stdin.write(f"round {warmup} {steps}\n")
-    process.stdin.flush()
-    return json.loads(process.stdout.readline())
+    return timing.start_worker(system, command, timing.thread_environment(1), ROOT)
 
 
 def main(argv=None):
@@ -191,20 +180,13 @@ def main(argv=None):
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
     parser.add_argument("--pyro-python", default=DEFAULT_PYRO_PYTHON,
                         help="an interpreter with torch and pyro-ppl (default %(default)s)")
-    parser.add_argument("--pause", type=float, default=0.5, help="seconds between runs")
-    parser.add_argument("--quiet-limit", type=float, default=0.15,
-                        help="before each run, wait until other processes use fewer cores than this")
-    parser.add_argument("--max-wait", type=float, default=30.0, help="seconds to wait for that, at most")
-    parser.add_argument("--json", default=None, help="also write the table, raw rounds and settings to this file")
+    timing.add_options(parser, "also write the table, raw rounds and settings to this file")
     parser.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         if args.core >= 0:
             os.sched_setaffinity(0, {args.core})
         return worker(args.worker, args)
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from vae_epoch import ForeignLoad, cpu_name, load
 
     pythons = {"minippl": sys.executable}
     if "pyro" in args.systems:
@@ -214,35 +196,14 @@ def main(argv=None):
     systems = [s for s in args.systems if pythons.get(s)]
     steps = {"minippl": args.steps, "pyro": args.pyro_steps or args.steps}
     load_before = os.getloadavg()
-    workers, infos = {}, {}
-    for system in systems:
-        workers[system], infos[system] = start_worker(system, pythons[system], args)
-    meter = ForeignLoad()
-    runs = {s: [] for s in systems}
-    try:
-        for round_ in range(1, args.rounds + 1):
-            for system, process in workers.items():
-                time.sleep(args.pause)
-                meter.own_pids = [os.getpid(), process.pid]
-                meter.wait_for_quiet(args.quiet_limit, args.max_wait)
-                meter.start()
-                result = run_round(process, args.warmup, steps[system])
-                result["foreign_load"] = meter.stop()
-                runs[system].append(result)
-            print(f"round {round_}: " + ", ".join(f"{s} {runs[s][-1]['us_per_step']:.1f} us/step" for s in systems)
-                  + "; other processes' load " + ", ".join(load(runs[s][-1]) for s in systems), flush=True)
-    finally:
-        for process in workers.values():
-            process.stdin.close()
-            process.wait()
+    workers, infos = timing.start_workers(systems, lambda system: start_worker(system, pythons[system], args))
+    runs = timing.alternate(workers, lambda system: f"round {args.warmup} {steps[system]}", args.rounds, args,
+                            describe=lambda run: f"{run['us_per_step']:.1f} us/step")
     table = tabulate(systems, runs, infos, args)
     table["loadavg_before"], table["loadavg_after"] = load_before, os.getloadavg()
-    table["machine"] = f"{cpu_name()}, {os.cpu_count()} cores"
+    table["machine"] = f"{timing.cpu_name()}, {os.cpu_count()} cores"
     print_table(table)
-    if args.json:
-        pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        pathlib.Path(args.json).write_text(json.dumps(table, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    timing.write_json(args.json, table)
     return table
 
 
@@ -263,7 +224,7 @@ def tabulate(systems, runs, infos, args):
         row["vs_pyro"] = row["us_per_step"] / by["pyro"] if "pyro" in by else None
     return {"rows": rows, "exact_posterior": exact, "n": args.n, "dtype": args.dtype, "rounds": args.rounds,
             "warmup_steps": args.warmup, "threads": 1, "core": args.core, "sigma": SIGMA, "lr": LR,
-            "python": platform.python_version()}
+            "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
 def print_table(table):

@@ -2,11 +2,12 @@
 
     python benchmarks/vae_curve_vs_pyro.py runs/vae/metrics.jsonl docs/vae_loss_curve.png
 
-Pyro's numbers are the reference run of ../shared/anchors/pyro_vae_cpu.md (Pyro 1.9.2,
+Pyro's numbers are the reference run of docs/pyro_vae_cpu.md (Pyro 1.9.2,
 torch 2.13 CPU, same data, model and hyperparameters, seed 0), kept in the example as
 ``vae_mnist.PYRO_LOSSES``; the picture is the example's own loss curve. Prints both runs
 side by side and the differences at each epoch Pyro was measured at.
 """
+import argparse
 import json
 import pathlib
 import sys
@@ -27,5 +28,13 @@ def main(metrics_path, png_path):
     plot_losses(rows, png_path, PYRO_LOSSES)
 
 
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("metrics", help="the run's metrics.jsonl (examples/vae_mnist.py --out FOLDER writes it)")
+    parser.add_argument("png", help="where to draw the loss curve, e.g. docs/vae_loss_curve.png")
+    return parser.parse_args(argv)
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    args = parse_args()
+    main(args.metrics, args.png)

@@ -13,15 +13,16 @@ numpyro``) are timed when they import; they are never minippl dependencies.
 ``--baseline PATH`` adds "baseline": the numba backend of another checkout of minippl at PATH (its
 own minippl/, kernels/ and examples/vae_mnist.py; the worker runs with PYTHONPATH=PATH), timed in the
 same alternating rounds, and a "vs base" column: each system's time over the baseline's, so the numba
-row reads this tree / that checkout.
+row reads this tree / that checkout. The worker processes, the alternating rounds and the wait for
+quiet cores are timing.py's, shared with regression_step.py.
 
     python benchmarks/vae_epoch.py                           # 5 rounds, every system found
+    python benchmarks/vae_epoch.py --rounds 9 --json runs/vae_epoch.json    # as the README's table
     python benchmarks/vae_epoch.py --rounds 2 --train-limit 12800 --json /tmp/vae_epoch.json
     python benchmarks/vae_epoch.py --systems numba gemm      # only these (or --systems numba,gemm)
     python benchmarks/vae_epoch.py --systems numba,baseline --baseline /tmp/main_before
 """
 import argparse
-import json
 import os
 import pathlib
 import platform
@@ -43,6 +44,7 @@ LABELS = {
 }
 ALL_SYSTEMS = SYSTEMS + ("baseline",)
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import timing  # noqa: E402
 import vae_systems  # noqa: E402
 from vae_systems import BATCH, TRAINERS, load_pixels, minippl_outside  # noqa: E402
 
@@ -58,78 +60,26 @@ def worker(system, train_limit, threads, baseline=None):
 
         torch.set_num_threads(threads)
     steps = -(-len(x) // BATCH)
-    minippl = sys.modules.get("minippl")
-    print(json.dumps({"ready": True, "minippl": minippl and str(pathlib.Path(minippl.__file__).parent),
-                      "examples": str(vae_systems.EXAMPLES), "outside": minippl_outside(tree)}), flush=True)
-    for line in sys.stdin:
-        if line.strip() != "epoch":
-            break
+
+    def run_epoch():
         start = time.perf_counter()
         loss = epoch()
         seconds = time.perf_counter() - start
-        print(json.dumps({"seconds": seconds, "steps": steps, "loss_per_image": loss / len(x),
-                          "outside": minippl_outside(tree)}), flush=True)
+        return {"seconds": seconds, "steps": steps, "loss_per_image": loss / len(x), "outside": minippl_outside(tree)}
+
+    minippl = sys.modules.get("minippl")
+    timing.serve({"minippl": minippl and str(pathlib.Path(minippl.__file__).parent),
+                  "examples": str(vae_systems.EXAMPLES), "outside": minippl_outside(tree)}, "epoch", run_epoch)
 
 
 def worker_environment(threads):
-    env = dict(os.environ)
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        env[name] = str(threads)
+    env = timing.thread_environment(threads)
     env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=1"
     env["JAX_PLATFORMS"] = "cpu"
     return env
 
 
-# ================================================================ the parent: alternate, then tabulate
-class ForeignLoad:
-    """How busy the machine's cores were with OTHER processes over a span (the idle workers of the
-    other systems count as others): 0 = idle besides us, 1 = one whole core. Linux /proc; None elsewhere."""
-
-    def __init__(self, own_pids=()):
-        self.own_pids = list(own_pids)
-
-    @staticmethod
-    def _busy_ticks():
-        with open("/proc/stat") as stat:
-            fields = [int(v) for v in stat.readline().split()[1:]]
-        return sum(fields) - fields[3] - fields[4]  # all but idle and iowait
-
-    def _own_ticks(self):
-        total = 0
-        for pid in self.own_pids:
-            try:
-                with open(f"/proc/{pid}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])  # utime + stime, all threads
-            except (OSError, IndexError, ValueError):
-                pass
-        return total
-
-    def start(self):
-        try:
-            self._mark = (time.perf_counter(), self._busy_ticks(), self._own_ticks())
-        except OSError:
-            self._mark = None
-
-    def stop(self):
-        if self._mark is None:
-            return None
-        start, busy, own = self._mark
-        elapsed = time.perf_counter() - start
-        foreign = (self._busy_ticks() - busy) - (self._own_ticks() - own)
-        return max(foreign, 0) / os.sysconf("SC_CLK_TCK") / max(elapsed, 1e-9)
-
-    def wait_for_quiet(self, limit, max_seconds):
-        """Sleep until other processes use less than ``limit`` cores (or ``max_seconds`` pass)."""
-        deadline = time.perf_counter() + max_seconds
-        while True:
-            self.start()
-            time.sleep(0.5)
-            load = self.stop()
-            if load is None or load < limit or time.perf_counter() > deadline:
-                return load
-
-
+# ================================================================ the parent: alternate (timing.py), then tabulate
 def available(system, baseline=None):
     if system == "baseline" and not (baseline and (pathlib.Path(baseline) / "minippl" / "__init__.py").is_file()):
         return False
@@ -151,29 +101,17 @@ def start_worker(system, args):
     if system == "baseline":
         command += ["--baseline", args.baseline]
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [args.baseline, env.get("PYTHONPATH")]))
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-    reply = process.stdout.readline()
-    if not reply or not json.loads(reply).get("ready"):
-        raise RuntimeError(f"worker {system} failed to start (its error is printed above)")
-    ready = json.loads(reply)
+    process, ready = timing.start_worker(system, command, env, ROOT)
     check_tree(system, ready, args.baseline)
     if ready["minippl"]:
         print(f"{system}: minippl from {ready['minippl']}, examples from {ready['examples']}")
-    return process
+    return process, ready
 
 
 def check_tree(system, reply, baseline):
     """With a baseline, each minippl worker must have imported only its own tree's minippl."""
     if baseline and reply.get("outside"):
         raise RuntimeError(f"worker {system} imported minippl modules from the wrong checkout: {reply['outside']}")
-
-
-def run_epoch(process, system, baseline):
-    process.stdin.write("epoch\n")
-    process.stdin.flush()
-    result = json.loads(process.stdout.readline())
-    check_tree(system, result, baseline)
-    return result
 
 
 def parse_systems(parser, args):
@@ -208,11 +146,7 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=5, help="timed epochs per system (after one warm-up)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads (and cores) per system")
     parser.add_argument("--train-limit", type=int, default=None, help="train on the first N images only")
-    parser.add_argument("--pause", type=float, default=0.5, help="seconds between runs (idle thread pools park)")
-    parser.add_argument("--quiet-limit", type=float, default=0.15,
-                        help="before each run, wait until other processes use fewer cores than this")
-    parser.add_argument("--max-wait", type=float, default=30.0, help="seconds to wait for that, at most")
-    parser.add_argument("--json", default=None, help="also write the table and settings to this file")
+    timing.add_options(parser, "also write the table and settings to this file")
     parser.add_argument("--worker", choices=ALL_SYSTEMS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -228,42 +162,17 @@ def main(argv=None):
     if skipped:
         print(f"not installed, skipped: {', '.join(skipped)} (pip install torch pyro-ppl numpyro to compare)")
     load_before = os.getloadavg()
-    workers = {s: start_worker(s, args) for s in systems}
-    meter = ForeignLoad()
-    seconds = {s: [] for s in systems}
-    runs = {s: [] for s in systems}
-    try:
-        for round_ in range(args.rounds + 1):  # round 0: every worker's first epoch, not counted
-            for system, process in workers.items():
-                time.sleep(args.pause)
-                meter.own_pids = [os.getpid(), process.pid]
-                if round_ > 0:
-                    meter.wait_for_quiet(args.quiet_limit, args.max_wait)
-                meter.start()
-                result = run_epoch(process, system, args.baseline)
-                result["foreign_load"] = meter.stop()
-                runs[system].append(result)
-                if round_ > 0:
-                    seconds[system].append(result["seconds"])
-            print(f"round {round_}{' (warm-up)' if round_ == 0 else ''}: "
-                  + ", ".join(f"{s} {runs[s][-1]['seconds']:.2f}s" for s in systems)
-                  + "; other processes' load " + ", ".join(f"{load(runs[s][-1])}" for s in systems), flush=True)
-    finally:
-        for process in workers.values():
-            process.stdin.close()
-            process.wait()
+    workers, _ = timing.start_workers(systems, lambda system: start_worker(system, args))
+    # round 0: every worker's first epoch (warm-up, JIT compilation), not counted
+    runs = timing.alternate(workers, lambda system: "epoch", args.rounds, args,
+                            describe=lambda run: f"{run['seconds']:.2f}s", warmup_rounds=1,
+                            check=lambda system, run: check_tree(system, run, args.baseline))
+    seconds = {s: [run["seconds"] for run in runs[s][1:]] for s in systems}
     table = tabulate(systems, seconds, runs, args)
     table["loadavg_before"], table["loadavg_after"] = load_before, os.getloadavg()
     print_table(table)
-    if args.json:
-        pathlib.Path(args.json).write_text(json.dumps(table, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    timing.write_json(args.json, table)
     return table
-
-
-def load(run):
-    value = run.get("foreign_load")
-    return "?" if value is None else f"{value:.2f}"
 
 
 def tabulate(systems, seconds, runs, args):
@@ -281,18 +190,10 @@ def tabulate(systems, seconds, runs, args):
         row["vs_gemm_floor"] = row["seconds_per_epoch"] / by["gemm"] if "gemm" in by else None
         row["vs_baseline"] = row["seconds_per_epoch"] / by["baseline"] if "baseline" in by else None
     return {"rows": rows, "threads": args.threads, "rounds": args.rounds, "train_images": args.train_limit or 60000,
-            "tree": {"path": str(ROOT), "commit": git_commit(ROOT)},
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "tree": {"path": str(ROOT), "commit": git_commit(ROOT)},
             "baseline": {"path": args.baseline, "commit": git_commit(args.baseline)} if "baseline" in by else None,
-            "machine": f"{cpu_name()}, {os.cpu_count()} cores",
+            "machine": f"{timing.cpu_name()}, {os.cpu_count()} cores",
             "python": platform.python_version(), "versions": versions(systems)}
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as info:
-            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def versions(systems):

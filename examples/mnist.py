@@ -7,8 +7,9 @@ fails loudly instead of training on garbage. Nothing is downloaded or cached.
     train_images, train_labels, test_images, test_labels = load_mnist()
 
 Errors: a missing folder or file raises FileNotFoundError; a truncated, unreadable or
-corrupt file raises MNISTFileError (a ValueError). Both name the file, the expected
-MD5 of its decompressed bytes, and the fix.
+corrupt file raises MNISTFileError (a ValueError). Each names the folder or file and the
+fix; a missing, truncated or corrupt file's error also names the expected MD5 of its
+decompressed bytes (a missing folder's lists the four file names instead).
 """
 import argparse
 import gzip
