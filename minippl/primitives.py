@@ -21,7 +21,7 @@ def sample(name, fn, obs=None, infer=None, sample_shape=()):
     if not isinstance(fn, Distribution):
         raise TypeError(f"sample site '{name}': expected a distribution such as dist.Normal(loc, scale), "
                         f"got {type(fn).__name__}.")
-    validation.raise_deferred(fn, name)  # an argument error met while the model ran
+    validation.raise_deferred(fn, name, traced.unwrap(obs))  # an argument error met while the model ran
     if stack_is_empty() and obs is None:
         return fn.sample(sample_shape)
     msg = new_message("sample", name, fn, value=obs, is_observed=obs is not None, done=obs is not None,

@@ -387,11 +387,24 @@ def defer_until_sampled(dist, error):
         object.__setattr__(dist, method, refuse)
 
 
-def raise_deferred(dist, name):
-    """At ``sample(name, dist)``: raise the argument error ``dist`` (or its base) kept, naming the site."""
+def raise_deferred(dist, name, observed=None):
+    """At ``sample(name, dist)``: raise the argument error ``dist`` (or its base) kept, naming the site.
+
+    Observed data outside the support is said first, the argument error chained to it: it is the likelier
+    cause (raw 0-255 pixels overflow a VAE's encoder into NaN probs at the very site that observes them).
+    """
+    base = dist
     while dist is not None:
         error = dist.__dict__.get("_invalid")
         if error is not None:
             error.site = name
+            if observed is not None:
+                with site_named(name):
+                    try:
+                        _base(base)._validate_sample(observed, what="observed value")
+                    except ValidationError as data_error:
+                        raise data_error from error
+                    except Exception:  # data too malformed to check: the argument error stands
+                        pass
             raise error
         dist = getattr(dist, "base_dist", None)

@@ -592,3 +592,19 @@ def test_the_cheap_reductions_agree_with_the_elementwise_check():
             assert validation.violates(constraint, x) == (not constraint.check(x).all())
     assert validation.all_finite(np.full(4, 1e30, np.float32))  # <x, x> overflows; still finite
     assert not validation.all_finite(np.array([1.0, np.inf]))
+
+
+def test_observed_data_outside_the_support_is_said_before_the_nan_arguments_it_caused():
+    # raw 0-255 pixels overflow exp into NaN probs at the site that observes them: the data is the cause
+    x = np.random.default_rng(0).integers(0, 256, (8, 20)).astype(float)
+
+    def model(x):
+        w = minippl.param("w", np.ones(20))
+        with minippl.plate("data", 8):
+            z = 1000.0 * x * w  # exp overflows: the probs are inf / inf = NaN
+            minippl.sample("obs", dist.Bernoulli(probs=np.exp(z) / np.exp(z)).to_event(1), obs=x)
+
+    with pytest.raises(validation.ValidationError, match=r"site 'obs': observed value is outside.*pixels / 255"):
+        SVI(model, lambda x: None, minippl.optim.Adam({"lr": 0.1}), Trace_ELBO()).step(x)
+    with pytest.raises(validation.ValidationError, match=r"site 'obs'.*probs"):  # good data: the arguments' error
+        SVI(model, lambda x: None, minippl.optim.Adam({"lr": 0.1}), Trace_ELBO()).step(np.ones((8, 20)))
