@@ -4,7 +4,12 @@ VJP of log |dx/du|), plus extreme inputs that must not produce NaN."""
 import numpy as np
 import pytest
 
+import minippl
+import minippl.distributions as dist
 from minippl.distributions import constraint_registry, constraints
+from minippl.infer import SVI, Trace_ELBO, check_gradients
+from minippl.infer.autoguide import AutoNormal
+from minippl.optim import Adam
 from tests.finite_diff import check_vjp
 
 CONTINUOUS = [
@@ -158,9 +163,12 @@ def test_constructor_errors():
     with pytest.raises(TypeError):
         constraints.from_spec(3)
     with pytest.raises(TypeError, match="scalar"):
-        constraints.interval(np.zeros(2), 1.0)
+        constraints.greater_than(np.zeros(2))  # only interval takes array bounds (a Uniform's support)
     with pytest.raises(ValueError, match="empty"):
         constraints.interval(1.0, 1.0)
+    with pytest.raises(ValueError, match=r"constraints.interval\(array of shape \(3,\), 1.0\) is empty or "
+                                         r"unbounded at 2 of 3 entries"):
+        constraints.interval(np.array([0.0, 1.0, np.nan]), 1.0)
     with pytest.raises(NotImplementedError):
         constraint_registry.biject_to(constraints.boolean)
     with pytest.raises(TypeError):
@@ -241,8 +249,6 @@ def test_every_distributions_constraints_are_discrete_exactly_where_no_bijection
     for name, make_case in CASES.items():
         case = make_case(np.random.default_rng(0))
         d = case.make(**case.args)
-        if name == "Uniform":
-            continue  # array bounds: its support is checked by Uniform itself (test_distributions.py)
         for c in [d.support, *d.arg_constraints.values()]:
             try:
                 constraint_registry.biject_to(c)
@@ -266,3 +272,54 @@ def test_is_discrete_marks_exactly_the_sets_no_bijection_reaches():
                 constraint_registry.biject_to(c)
         else:
             assert constraint_registry.biject_to(c).codomain == c
+
+
+# ---------------------------------------------------------------- intervals with array bounds
+LOW, HIGH = np.array([-1.0, 0.0, 2.0]), np.array([0.0, 5.0, 2.5])
+
+
+def test_an_interval_may_have_array_bounds_as_a_uniforms_support():
+    support = dist.Uniform(LOW, HIGH).support
+    assert support == dist.Uniform(LOW, HIGH).support == constraints.interval(LOW.copy(), HIGH.copy())
+    assert support != constraints.interval(LOW, HIGH + 1) and support != constraints.interval(-1.0, 0.0)
+    assert constraints.real != support and len({support, dist.Uniform(LOW, HIGH).support}) == 1
+    assert repr(support) == "constraints.interval(array of shape (3,), array of shape (3,))"
+    np.testing.assert_array_equal(support.check(np.array([[-0.5, 5.0, 2.0], [0.5, 1.0, 3.0]])),
+                                  [[True, True, True], [False, True, False]])
+    with pytest.raises(ValueError, match=r"has array bounds, so it has no spec and cannot be saved as a param's "
+                                         r"constraint"):
+        support.spec  # what saving a param store writes: refused, rather than written unreadable
+    assert constraints.interval(np.float64(0.0), np.array(1.0)).spec == "interval(0.0, 1.0)"  # 0-d: scalars
+
+
+def test_biject_to_an_array_interval_maps_each_entry_into_its_own_bounds():
+    # what AutoNormal does with a Uniform(lows, highs) site: x = biject_to(support)(u), u in R^3
+    t = constraint_registry.biject_to(dist.Uniform(LOW, HIGH).support)
+    u = unconstrained_points(np.random.default_rng(4), (5, 3))
+    x = t(u)
+    assert x.shape == u.shape and np.all((LOW <= x) & (x <= HIGH))
+    for i in range(3):  # column by column, the scalar interval's map
+        scalar = constraint_registry.biject_to(constraints.interval(LOW[i], HIGH[i]))
+        np.testing.assert_allclose(x[:, i], scalar(u[:, i]), rtol=1e-15)
+        np.testing.assert_allclose(t.log_abs_det_jacobian(u, x)[:, i], scalar.log_abs_det_jacobian(u[:, i], x[:, i]),
+                                   rtol=1e-14)
+    np.testing.assert_allclose(t.inverse(x), u, rtol=1e-9, atol=1e-9)
+    check_vjp(t.forward, {"u": u}, lambda g, u: {"u": t.vjp(u, t(u), g)})
+    check_vjp(lambda u: t.log_abs_det_jacobian(u, t(u)), {"u": u},
+              lambda g, u: {"u": t.log_abs_det_jacobian_vjp(u, t(u), g)})
+    x = t(u / 3)  # the inverse (a logit) curves steeply near the bounds: finite differences away from them
+    check_vjp(t.inverse, {"x": x}, lambda g, x: {"x": t.inverse_vjp(t.inverse(x), x, g)})
+
+
+def test_autonormal_guides_a_uniform_with_array_bounds():
+    def model():
+        theta = minippl.sample("theta", dist.Uniform(LOW, HIGH).to_event(1))
+        minippl.sample("obs", dist.Normal(theta, 1.0).to_event(1), obs=np.array([-0.3, 4.0, 2.2]))
+
+    guide = AutoNormal(model)
+    check_gradients(model, guide)
+    svi = SVI(model, guide, Adam({"lr": 0.05}), Trace_ELBO())
+    for _ in range(5):
+        svi.step()
+    draws = np.stack([guide()["theta"] for _ in range(20)])
+    assert np.all((LOW <= draws) & (draws <= HIGH))

@@ -3,10 +3,10 @@
 Each contract is written once, in its base class's docstring, with a complete small example:
 ``Distribution`` (distributions/distribution.py), ``Module`` (nn/module.py) and ``Transform``
 (distributions/constraint_registry.py). This file runs every registered distribution, every layer that
-minippl.nn exports, every transform ``biject_to`` returns, and those three docstring examples,
-through its contract. Float64 finite differences (finite_diff.py) are the oracle for every
-derivative. A new distribution needs a case in CASES (a test says so); a new layer or transform
-is found on its own.
+minippl.nn exports, every transform ``biject_to`` returns and those of tests/test_transforms.py's MAKERS,
+and those three docstring examples, through its contract. Float64 finite differences (finite_diff.py)
+are the oracle for every derivative. A new distribution needs a case in CASES, a new transform class
+a maker in MAKERS or a constraint biject_to maps onto with it (tests say so); a new layer is found on its own.
 """
 import doctest
 import functools
@@ -23,6 +23,7 @@ from minippl import nn, traced
 from minippl.distributions import constraint_registry, constraints
 from minippl.distributions.distribution import Distribution, check_args
 from minippl.nn.module import Module
+from test_transforms import MAKERS as TRANSFORM_MAKERS
 
 
 # ---------------------------------------------------------------- the docstring examples
@@ -605,17 +606,27 @@ def transform_makers():
         except NotImplementedError:
             continue  # a discrete set (boolean): no transform reaches it
         makers.append((f"biject_to({c.spec})", lambda c=c: (constraint_registry.biject_to(c), c)))
+    for name, make in TRANSFORM_MAKERS.items():  # the transforms with arguments, and compositions
+        makers.append((f"{name} (test_transforms.py)", lambda make=make: (make(), make().codomain)))
     for a, b in [(1.0, 3.0), (-0.5, -2.0)]:
         makers.append((f"Affine({a}, {b}) (Transform's docstring)",
                        lambda a=a, b=b: (example_transform()(a, b), constraints.real)))
     return makers
 
 
-def test_every_transform_in_the_registry_is_reached_by_biject_to():
-    defined = {cls for cls in vars(constraint_registry).values() if isinstance(cls, type)
-               and issubclass(cls, constraint_registry.Transform) and cls is not constraint_registry.Transform}
+def transform_classes(module):
+    return {cls for cls in vars(module).values() if isinstance(cls, type)
+            and issubclass(cls, constraint_registry.Transform) and cls is not constraint_registry.Transform}
+
+
+def test_every_transform_class_is_run_through_the_contract():
+    in_registry = transform_classes(constraint_registry)
     reached = {type(make()[0]) for name, make in transform_makers() if name.startswith("biject_to")}
-    assert defined <= reached, f"not run through the contract: {sorted(c.__name__ for c in defined - reached)}"
+    assert in_registry <= reached, f"not reached by biject_to: {sorted(c.__name__ for c in in_registry - reached)}"
+    defined = in_registry | transform_classes(dist.transforms)
+    run = {type(make()[0]) for _, make in transform_makers()}
+    missing = sorted(c.__name__ for c in defined - run)
+    assert not missing, f"add a maker to tests/test_transforms.py's MAKERS for {missing}"
     names = {n for n, _ in transform_makers()}
     assert {"biject_to(real)", "biject_to(positive)", "biject_to(greater_than(-1.5))",
             "biject_to(interval(-1.0, 2.0))", "biject_to(interval(0.0, 1.0))"} <= names
@@ -641,6 +652,7 @@ def test_transform_contract(name, make):
     check_vjp(t.forward, {"u": u}, lambda g, u: {"u": t.vjp(u, t.forward(u), g)})
     check_vjp(lambda u: t.log_abs_det_jacobian(u, t.forward(u)), {"u": u},
               lambda g, u: {"u": t.log_abs_det_jacobian_vjp(u, t.forward(u), g)})
+    check_vjp(t.inverse, {"x": x}, lambda g, x: {"x": t.inverse_vjp(t.inverse(x), x, g)})
 
 
 def assert_vector_transform_contract(t, constraint):
@@ -661,6 +673,15 @@ def assert_vector_transform_contract(t, constraint):
     check_vjp(t.forward, {"u": u}, lambda g, u: {"u": t.vjp(u, t.forward(u), g)})
     check_vjp(lambda u: t.log_abs_det_jacobian(u, t.forward(u)), {"u": u},
               lambda g, u: {"u": t.log_abs_det_jacobian_vjp(u, t.forward(u), g)})
+
+    def on_simplex(head):  # x = (head, 1 - sum(head)): a move that stays on the simplex
+        return np.concatenate([head, 1 - head.sum(-1, keepdims=True)], -1)
+
+    def inverse_vjp(g, head):  # the chain rule through on_simplex: d/dhead_i = d/dx_i - d/dx_K
+        full = t.inverse_vjp(t.inverse(on_simplex(head)), on_simplex(head), g)
+        return {"head": full[..., :-1] - full[..., -1:]}
+
+    check_vjp(lambda head: t.inverse(on_simplex(head)), {"head": x[..., :-1]}, inverse_vjp)
 
 
 def assert_matrix_transform_contract(t, constraint):

@@ -83,8 +83,16 @@ def test_beta_slopes_are_the_inverse_cdf_moved_at_fixed_u(a, b):
 
 def test_beta_slopes_refuse_to_truncate():
     # a + b = 2e9 needs ~ 8.3 sqrt(a + b) = 3.7e5 series terms, beyond the cap: an error, not a guess
-    with pytest.raises(ArithmeticError, match="did not converge"):
+    with pytest.raises(ArithmeticError, match=r"Beta: .* did not converge .* at a = \[1000000000.0\], "
+                                              r"b = \[1000000000.0\], x = \[0.5\]; .* a \+ b up to about 1.4e8"):
         beta_slopes(1e9, 1e9, 0.5)
+
+
+def test_gamma_slope_refuses_to_truncate_naming_the_values_and_the_limit():
+    # a = z = 1e12 needs ~ 6 sqrt(a) = 6e6 series terms, beyond the cap
+    with pytest.raises(ArithmeticError, match=r"Gamma .* did not converge .* at a = \[1000000000000.0\], "
+                                              r"z = \[1000000000000.0\]; .* a concentration a up to about 1e8"):
+        dist.Gamma(np.array([1e12, 2.0]), 1.0).rsample_vjp(np.array([1e12, 1.0]), np.ones(2), ["concentration"])
 
 
 def test_gamma_rsample_vjp_is_the_scaled_slope():

@@ -1,5 +1,5 @@
 """kl_divergence against numerical integration and Monte Carlo; kl_divergence_vjp against
-finite differences, with broadcasting, expand and to_event."""
+finite differences, with broadcasting, expand and to_event, and for every pair kl.py has a closed form for."""
 import numpy as np
 import pytest
 import scipy.integrate
@@ -7,6 +7,7 @@ import scipy.stats
 from finite_diff import check_vjp
 
 import minippl.distributions as dist
+from minippl.distributions.kl import _CLOSED_FORMS
 
 RNG = np.random.default_rng(0)
 
@@ -104,3 +105,33 @@ def test_unsupported_pairs_raise_not_implemented():
             dist.kl_divergence(p, q)
         with pytest.raises(NotImplementedError, match="Normal/Normal"):
             dist.kl_divergence_vjp(p, q, 1.0, ["loc"], [])
+
+
+def contract_case_for(cls):
+    """The name of a tests/test_contracts.py case whose distribution is a ``cls`` (None if there is none)."""
+    from test_contracts import CASES, case_named
+
+    return next((name for name in CASES if type(case_named(name).make(**case_named(name).args)) is cls), None)
+
+
+@pytest.mark.parametrize("pair", list(_CLOSED_FORMS), ids=[f"{p.__name__}/{q.__name__}" for p, q in _CLOSED_FORMS])
+def test_every_closed_form_kl_has_its_vjp_checked_by_finite_differences(pair):
+    # p and q: the contract's case for the family at two points, q's arguments scaled by 1.3 (a case may fix
+    # some: p = q would put the check at KL's minimum, where its gradient in p is 0)
+    from test_contracts import CASES
+
+    name = contract_case_for(pair[0])
+    assert pair[0] is pair[1] and name is not None, f"add a case to tests/test_contracts.py's CASES for {pair}"
+    case = CASES[name](np.random.default_rng(1))
+    names = tuple(case.make(**case.args).arg_names)
+    q_args = {n: 1.3 * a for n, a in CASES[name](np.random.default_rng(2)).args.items()}
+
+    def pair_at(**args):
+        return tuple(case.make(**{n: args[side + n] for n in names}) for side in ("p ", "q "))
+
+    def vjp(g, **args):
+        grads_p, grads_q = dist.kl_divergence_vjp(*pair_at(**args), g, names, names)
+        return {**{"p " + n: v for n, v in grads_p.items()}, **{"q " + n: v for n, v in grads_q.items()}}
+
+    point = {**{"p " + n: case.args[n] for n in names}, **{"q " + n: q_args[n] for n in names}}
+    check_vjp(lambda **args: dist.kl_divergence(*pair_at(**args)), point, vjp)

@@ -1,8 +1,10 @@
 """README.md's table of distributions is rebuilt from the code here, so it cannot go stale.
 
 Each distribution that ``minippl.distributions`` exports (the wrappers ``Independent``,
-``MaskedDistribution`` and ``TransformedDistribution`` aside: theirs are their base's) must
-have a row, and each row must say what the code says:
+``MaskedDistribution`` and ``TransformedDistribution`` aside: all three keep their base's rsample,
+the first two its support; ``Independent`` keeps its closed-form KL, the other two have none; a
+TransformedDistribution's support is its last transform's codomain) must have a row, and each row
+must say what the code says:
 
 * rsample: ``none`` where ``has_rsample`` is False; ``implicit`` where the gradient is an
   implicit slope (the class lives in gamma.py or beta.py, or is made from gamma.py's Gamma

@@ -228,3 +228,34 @@ def test_affine_parameters_may_broadcast_past_the_base_batch_shape():
     d = dist.TransformedDistribution(dist.Normal(np.array(0.0), np.array(1.0)), transforms.AffineTransform(loc, scale))
     assert d.batch_shape == (2,)
     np.testing.assert_allclose(d.log_prob(np.array(0.3)), scipy.stats.norm.logpdf(0.3, loc, np.abs(scale)), rtol=1e-12)
+
+
+# ---------------------------------------------------------------- what is not a transform
+@pytest.mark.parametrize("transforms, message", [
+    (T.ExpTransform, r"got the class ExpTransform, not a transform; pass an instance: ExpTransform\(\)"),
+    ([T.AffineTransform(0.0, 2.0), T.SigmoidTransform], r"got the class SigmoidTransform, .* SigmoidTransform\(\)"),
+    (np.exp, r"each transform must be a Transform instance, got <ufunc 'exp'>; pass an instance, e.g. "
+             r"ExpTransform\(\) for np.exp"),
+])
+def test_a_transform_class_or_function_is_a_clear_error(transforms, message):
+    with pytest.raises(TypeError, match="TransformedDistribution: " + message):
+        dist.TransformedDistribution(dist.Normal(0.0, 1.0), transforms)
+
+
+def test_compose_transform_checks_its_parts_too():
+    with pytest.raises(TypeError, match=r"ComposeTransform: got the class ExpTransform, not a transform; pass an "
+                                        r"instance: ExpTransform\(\)"):
+        T.ComposeTransform([T.AffineTransform(0.0, 2.0), T.ExpTransform])
+
+
+def test_stick_breaking_of_a_scalar_names_the_vector_base_it_needs():
+    fix = r"use a base like Normal\(np.zeros\(K - 1\), 1.\).to_event\(1\)"
+    with pytest.raises(ValueError, match=r"StickBreakingTransform maps vectors \(event_dim 1\): its input needs a "
+                                         r"last dim of K - 1 >= 1 entries, got shape \(\); .*" + fix):
+        dist.TransformedDistribution(dist.Normal(0.0, 1.0), T.StickBreakingTransform())
+    with pytest.raises(ValueError, match=r"its input needs .* got shape \(\); .*" + fix):
+        T.StickBreakingTransform()(np.array(0.5))
+    with pytest.raises(ValueError, match=r"its value needs a last dim of K >= 2 entries, got shape \(1,\)"):
+        T.StickBreakingTransform().inverse_shape((1,))
+    d = dist.TransformedDistribution(dist.Normal(np.zeros(2), 1.0).to_event(1), T.StickBreakingTransform())
+    assert d.event_shape == (3,)

@@ -13,7 +13,16 @@ from .distribution import Distribution, check_args, grad_like, promote
 
 class ProbsOrLogits:
     """Given ``probs`` or ``logits`` (exactly one, stored as given in ``_param``, named by ``arg_names``): that
-    argument, and the other as a property. Bernoulli, Binomial and Geometric use it (Bernoulli clamps probs first)."""
+    argument, and the other as a property. Bernoulli, Binomial and Geometric use it (Bernoulli clamps probs first);
+    Categorical and OneHotCategorical use its ``one_of`` check."""
+
+    @staticmethod
+    def one_of(dist_name, probs, logits):
+        """``(name, argument)`` of the one given; a ValueError naming ``dist_name`` unless exactly one is."""
+        if (probs is None) == (logits is None):
+            given = "both" if probs is not None else "neither"
+            raise ValueError(f"{dist_name} takes exactly one of probs= or logits=, got {given}")
+        return ("probs", probs) if probs is not None else ("logits", logits)
 
     def arg_arrays(self):
         return {self.arg_names[0]: self._param}
@@ -48,12 +57,9 @@ class Bernoulli(ProbsOrLogits, Distribution):
     has_enumerate_support = True  # enumerate_support() below
 
     def __init__(self, probs=None, logits=None, validate_args=None):
-        if (probs is None) == (logits is None):
-            given = "both" if probs is not None else "neither"
-            raise ValueError(f"Bernoulli takes exactly one of probs= or logits=, got {given}")
-        self.arg_names = ("probs",) if probs is not None else ("logits",)
-        self._param = probs if probs is not None else logits  # stored as passed
-        super().__init__(check_args("Bernoulli", **{self.arg_names[0]: self._param}), validate_args=validate_args)
+        name, self._param = self.one_of("Bernoulli", probs, logits)  # stored as passed
+        self.arg_names = (name,)
+        super().__init__(check_args("Bernoulli", **{name: self._param}), validate_args=validate_args)
 
     def _validate_sample(self, value, what="value", masked=False):
         # grey values in [0, 1] are accepted (see the class docstring), so the check is unit_interval

@@ -45,17 +45,21 @@ Distribution contract asks for and tests/test_contracts.py can check ``rsample_v
 with the same noise; a draw made as ``x / (x + y)`` from Gamma draws has the same law, but moves
 with ``a`` along a different path than the one at fixed ``u``. The noise is the float64 draw,
 clipped inside (0, 1) as the value is in its dtype. Builds on distribution.py and gamma.py
-(``_converged_loop``, ``_inverse_cdf_draw``, ``_special``, ``digamma``, ``_power_of_zero``).
+(``_converged_loop``, ``_inverse_cdf_draw``, ``digamma``, ``_power_of_zero``, ``_log_at_edge``) and counts.py
+(``special_function``).
 """
 import numpy as np
 from scipy import special
 
 from .. import backend
 from . import constraints
+from .counts import special_function
 from .distribution import Distribution, check_args, grad_like, promote
-from .gamma import _converged_loop, _inverse_cdf_draw, _power_of_zero, _special, digamma
+from .gamma import _converged_loop, _inverse_cdf_draw, _log_at_edge, _power_of_zero, digamma
 
 _EPS = np.finfo(np.float64).eps
+_BETA_LOOP = ("Beta: the slopes dz/da, dz/db of a draw z (the CDF's series or continued fraction, in (a, b, x = z) "
+              "or, past the switch point, (b, a, x = 1 - z))", ("a", "b", "x"), "a + b up to about 1.4e8")
 
 
 def _series(a, b, x):
@@ -75,7 +79,7 @@ def _series(a, b, x):
 
     one, zero = np.ones_like(x), np.zeros_like(x)
     out = _converged_loop(dict(a=a, b=b, x=x, t=one, Da=zero, Db=zero, S=one, Sa=zero, Sb=zero), step,
-                          ("S", "Sa", "Sb"), "the Beta CDF's series")
+                          ("S", "Sa", "Sb"), *_BETA_LOOP)
     return out["S"], out["Sa"], out["Sb"]
 
 
@@ -112,7 +116,7 @@ def _fraction(a, b, x):
     one, zero = np.ones_like(x), np.zeros_like(x)
     start = dict(a=a, b=b, x=x, f=zero, fa=zero, fb=zero, A2=one, A1=zero, B2=zero, B1=one)  # A_-1, A_0, B_-1, B_0
     start.update({k: zero for k in ("Aa1", "Aa2", "Ba1", "Ba2", "Ab1", "Ab2", "Bb1", "Bb2")})
-    out = _converged_loop(start, step, ("f", "fa", "fb"), "the Beta CDF's continued fraction")
+    out = _converged_loop(start, step, ("f", "fa", "fb"), *_BETA_LOOP)
     return out["f"], out["fa"], out["fb"]
 
 
@@ -182,10 +186,6 @@ class Beta(Distribution):
         total = a + b
         return xp.broadcast_to(a * b / (total * total * (total + 1)), self.batch_shape)  # ab / ((a+b)^2 (a+b+1))
 
-    @property
-    def stddev(self):
-        return backend.array_module(self.variance).sqrt(self.variance)
-
     def rsample_with_noise(self, sample_shape=(), rng=None):
         rng = backend.global_rng() if rng is None else rng
         xp, dtype, (a, b) = promote(self.concentration1, self.concentration0)
@@ -203,31 +203,37 @@ class Beta(Distribution):
                 for name, slope in zip(self.arg_names, slopes) if name in wrt}
 
     def _parts(self, value, *more):
-        xp, dtype, (x, a, b, *more) = promote(value, self.concentration1, self.concentration0, *more)
-        inside = (x > 0) & (x < 1)
-        x = xp.where(inside, x, 0.5)  # logs only ever see (0, 1)
-        return xp, inside, x, a, b, more
+        xp, dtype, (z, a, b, *more) = promote(value, self.concentration1, self.concentration0, *more)
+        inside = (z > 0) & (z < 1)
+        x = xp.where(inside, z, 0.5)  # logs only ever see (0, 1)
+        return xp, inside, z, x, a, b, more
 
     def log_prob(self, value):
-        xp, inside, x, a, b, _ = self._parts(value)
+        xp, inside, z, x, a, b, _ = self._parts(value)
         # log p = (a - 1) log z + (b - 1) log(1 - z) - log B(a, b); at z = 0 or 1 (torch's support is
         # [0, 1]) the vanishing factor's power gives 0, +inf or -inf, as for the Gamma at 0
-        log_p = (a - 1) * xp.log(x) + (b - 1) * xp.log1p(-x) - _special("betaln", a, b)
-        z = promote(value)[2][0]
-        edge = xp.where(z == 0, _power_of_zero(a - 1, xp), _power_of_zero(b - 1, xp)) - _special("betaln", a, b)
+        log_beta = special_function("betaln", a, b)
+        log_p = (a - 1) * xp.log(x) + (b - 1) * xp.log1p(-x) - log_beta
+        edge = xp.where(z == 0, _power_of_zero(a - 1, xp), _power_of_zero(b - 1, xp)) - log_beta
         return self._batch_result(xp.where(inside, log_p, xp.where((z == 0) | (z == 1), edge, -xp.inf)), value)
 
     def log_prob_vjp(self, value, grad_log_prob, wrt):
         wrt = self._check_wrt(wrt)
-        xp, inside, x, a, b, (g,) = self._parts(value, grad_log_prob)
-        g = xp.where(inside, g, 0)  # no gradient where log p = -inf
+        xp, inside, z, _, a, b, (g,) = self._parts(value, grad_log_prob)
+        # gradients only where log p is finite (the contract): 0 < z < 1, or an edge whose power is 0
+        # (z = 0 with a = 1, z = 1 with b = 1), where the slopes are one-sided; 0 elsewhere
+        g = xp.where(inside | ((z == 0) & (a == 1)) | ((z == 1) & (b == 1)), g, 0)
+        # z for the terms in z (1 where z <= 0), and for those in 1 - z (0 where z >= 1): no log 0, no / 0
+        z_a, z_b = xp.where(z > 0, z, 1), xp.where(z < 1, z, 0)
         grads = {}
-        if "value" in wrt:  # d/dz log p = (a - 1) / z - (b - 1) / (1 - z)
-            grads["value"] = grad_like(g * ((a - 1) / x - (b - 1) / (1 - x)), value)
+        if "value" in wrt:  # d/dz log p = (a - 1) / z - (b - 1) / (1 - z)  (the edge's term is 0 / 1)
+            grads["value"] = grad_like(g * ((a - 1) / z_a - (b - 1) / (1 - z_b)), value)
         if "concentration1" in wrt or "concentration0" in wrt:
             psi_total = digamma(a + b)  # d/da log B(a, b) = psi(a) - psi(a + b)
-        if "concentration1" in wrt:  # d/da log p = log z - psi(a) + psi(a + b)
-            grads["concentration1"] = grad_like(g * (xp.log(x) - digamma(a) + psi_total), self.concentration1)
-        if "concentration0" in wrt:  # d/db log p = log(1 - z) - psi(b) + psi(a + b)
-            grads["concentration0"] = grad_like(g * (xp.log1p(-x) - digamma(b) + psi_total), self.concentration0)
+        if "concentration1" in wrt:  # d/da log p = log z - psi(a) + psi(a + b)  (-inf at z = 0)
+            log_z = _log_at_edge(xp.log(z_a), z > 0, g, xp)
+            grads["concentration1"] = grad_like(g * (log_z - digamma(a) + psi_total), self.concentration1)
+        if "concentration0" in wrt:  # d/db log p = log(1 - z) - psi(b) + psi(a + b)  (-inf at z = 1)
+            log_1mz = _log_at_edge(xp.log1p(-z_b), z < 1, g, xp)
+            grads["concentration0"] = grad_like(g * (log_1mz - digamma(b) + psi_total), self.concentration0)
         return grads

@@ -55,17 +55,12 @@ class Binomial(ProbsOrLogits, Distribution):
                        "logits": constraints.real}
 
     def __init__(self, total_count=1, probs=None, logits=None, validate_args=None):
-        if (probs is None) == (logits is None):
-            given = "both" if probs is not None else "neither"
-            raise ValueError(f"Binomial takes exactly one of probs= or logits=, got {given}")
-        name = "probs" if probs is not None else "logits"
-        param = probs if probs is not None else logits
+        name, param = self.one_of("Binomial", probs, logits)
         batch_shape = check_args("Binomial", total_count=total_count, **{name: param})
         self.total_count = total_count  # an integer: validated, but no gradient reaches it
         self._param = param  # stored as passed: the ELBO finds gradients by id()
         self.arg_names = (name,)
         super().__init__(batch_shape, validate_args=validate_args)
-
 
     def _check_args(self):
         super()._check_args()  # probs or logits
@@ -75,8 +70,6 @@ class Binomial(ProbsOrLogits, Distribution):
     @property
     def support(self):
         return _CountsUpTo(self.total_count)
-
-
 
     def _p_and_q(self, param):
         """(p, 1 - p), 1 - p as sigmoid(-logits) when given logits (no cancellation near p = 1)."""
@@ -98,10 +91,6 @@ class Binomial(ProbsOrLogits, Distribution):
         xp, dtype, (param,) = promote(self._param)
         p, q = self._p_and_q(param)
         return xp.broadcast_to(self._n(xp, dtype) * p * q, self.batch_shape)
-
-    @property
-    def stddev(self):
-        return backend.array_module(self.variance).sqrt(self.variance)
 
     def sample(self, sample_shape=(), rng=None):
         # NumPy's binomial sampler (inversion for small n p, BTPE otherwise), returned as floats

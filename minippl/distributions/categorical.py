@@ -9,6 +9,7 @@ import numpy as np
 from .. import backend, validation
 from ..backend import shape_of
 from . import constraints
+from .bernoulli import ProbsOrLogits
 from .distribution import Distribution, check_types, grad_like
 
 
@@ -17,6 +18,29 @@ def _log_softmax(logits, xp):
     # every exp sees an argument <= 0, so nothing overflows
     shifted = logits - logits.max(axis=-1, keepdims=True)
     return shifted - xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def class_param(dist_name, probs, logits):
+    """``(name, argument)`` of a Categorical-like distribution: exactly one of probs or logits, a float array
+    whose last dim indexes the K classes (OneHotCategorical shares it)."""
+    name, param = ProbsOrLogits.one_of(dist_name, probs, logits)
+    check_types(dist_name, **{name: param})
+    if len(shape_of(param)) < 1 or shape_of(param)[-1] < 1:
+        raise ValueError(f"{dist_name}: {name} needs a last dim indexing the classes, e.g. shape (K,) or "
+                         f"(batch, K); got shape {shape_of(param)}. Wrap a scalar as np.array([...]).")
+    if getattr(param, "dtype", None) is None or param.dtype.kind != "f":
+        raise TypeError(f"{dist_name}: {name} must be a float array, got {getattr(param, 'dtype', type(param))}")
+    return name, param
+
+
+def check_class_param(d, categorical):
+    """Validate ``d``'s probs (after normalising, as ``categorical`` does) or logits, under d's name."""
+    name, dist_name = d.arg_names[0], type(d).__name__
+    validation.check_devices(dist_name, {name: d._param})
+    # negative probs, or a row summing to 0 (NaN after normalising), leave [0, 1]
+    with np.errstate(invalid="ignore", divide="ignore"):  # a zero row becomes NaN, reported below
+        value = categorical.probs if name == "probs" else d._param
+    validation.check_arg(dist_name, name, value, d.arg_constraints[name])
 
 
 class Categorical(Distribution):
@@ -42,29 +66,14 @@ class Categorical(Distribution):
     arg_constraints = {"probs": constraints.unit_interval, "logits": constraints.real}
 
     def __init__(self, probs=None, logits=None, validate_args=None):
-        if (probs is None) == (logits is None):
-            given = "both" if probs is not None else "neither"
-            raise ValueError(f"Categorical takes exactly one of probs= or logits=, got {given}")
-        name = "probs" if probs is not None else "logits"
-        param = probs if probs is not None else logits
-        check_types("Categorical", **{name: param})
-        if len(shape_of(param)) < 1 or shape_of(param)[-1] < 1:
-            raise ValueError(f"Categorical: {name} needs a last dim indexing the classes, e.g. shape (K,) or "
-                             f"(batch, K); got shape {shape_of(param)}. Wrap a scalar as np.array([...]).")
-        if getattr(param, "dtype", None) is None or param.dtype.kind != "f":
-            raise TypeError(f"Categorical: {name} must be a float array, got {getattr(param, 'dtype', type(param))}")
+        name, param = class_param("Categorical", probs, logits)
         self._param = param  # stored as passed: the ELBO finds gradients by id()
         self.arg_names = (name,)
         self.num_categories = shape_of(param)[-1]
         super().__init__(shape_of(param)[:-1], validate_args=validate_args)
 
     def _check_args(self):
-        name = self.arg_names[0]
-        validation.check_devices("Categorical", {name: self._param})
-        # negative probs, or a row summing to 0 (NaN after normalising), leave [0, 1]
-        with np.errstate(invalid="ignore", divide="ignore"):  # a zero row becomes NaN, reported below
-            value = self.probs if name == "probs" else self._param
-        validation.check_arg("Categorical", name, value, self.arg_constraints[name])
+        check_class_param(self, self)
 
     @property
     def support(self):

@@ -28,6 +28,13 @@ def standard_cauchy(rng, shape, dtype, like):
     return xp.tan(xp.asarray(math.pi, dtype=u.dtype) * xp.clip(u - 0.5, -edge, edge))
 
 
+def _full(d, number):
+    """``number`` over the batch shape of ``d``, in its arguments' dtype and array module (a moment that is
+    undefined, or infinite)."""
+    xp, dtype, _ = promote(*d.arg_arrays().values())
+    return xp.full(d.batch_shape, number, dtype=dtype)
+
+
 def cauchy_terms(z):
     """``(log(1 + z^2), z / (1 + z^2), 1 / (1 + z^2))`` without forming z^2 for |z| > 1.
 
@@ -62,28 +69,19 @@ class Cauchy(LocScale, Distribution):
 
     support = constraints.real  # loc, scale and the sampler's VJP: normal.py's LocScale
 
-    def _full(self, number):
-        xp, dtype, _ = promote(self.loc, self.scale)
-        return xp.full(self.batch_shape, number, dtype=dtype)
-
     @property
     def mean(self):
-        return self._full(math.nan)  # the integral of |x| p(x) diverges: no mean
+        return _full(self, math.nan)  # the integral of |x| p(x) diverges: no mean
 
     @property
     def variance(self):
-        return self._full(math.inf)
-
-    @property
-    def stddev(self):
-        return self._full(math.inf)
+        return _full(self, math.inf)  # (and the stddev, its square root)
 
     def rsample_with_noise(self, sample_shape=(), rng=None):
         rng = backend.global_rng() if rng is None else rng
         dtype = backend.float_dtype(self.loc, self.scale)
         eps = standard_cauchy(rng, self.shape(sample_shape), dtype, self._like())
         return self.loc + self.scale * eps, eps  # x = loc + scale eps, eps ~ Cauchy(0, 1)
-
 
     def log_prob(self, value):
         xp, _, (x, loc, scale) = promote(value, self.loc, self.scale)

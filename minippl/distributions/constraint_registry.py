@@ -202,8 +202,14 @@ class LessThanTransform(Transform):
         return grad  # d/du u = 1
 
 
+def _bound(b):
+    """A scalar bound as a Python float (a float32 u stays float32); an array bound (elementwise) as it is."""
+    return b if getattr(b, "ndim", 0) else float(b)
+
+
 class SigmoidAffineTransform(Transform):
     """x = lo + (hi - lo) * sigmoid(u): Pyro's biject_to(interval(lo, hi)), SigmoidTransform then AffineTransform.
+    The bounds may be arrays (a Uniform's elementwise support), broadcasting with u as in every method below.
 
     >>> t, u = SigmoidAffineTransform(-1.0, 3.0), np.array([0.0, math.log(3.0)])
     >>> x = t(u)  # s = sigmoid(u) = 1/2, 3/4
@@ -215,8 +221,10 @@ class SigmoidAffineTransform(Transform):
 
     def __init__(self, lower_bound, upper_bound, codomain=None):
         super().__init__(codomain if codomain is not None else interval(lower_bound, upper_bound))
-        self.lower_bound, self.upper_bound = float(lower_bound), float(upper_bound)
+        self.lower_bound, self.upper_bound = _bound(lower_bound), _bound(upper_bound)
         self.width = self.upper_bound - self.lower_bound
+        w = self.width  # log(hi - lo), once: a float, or an array on the bounds' device
+        self._log_width = math.log(w) if isinstance(w, float) else array_module(w).log(w)
 
     def forward(self, u):
         x = self.lower_bound + self.width * sigmoid(u)  # the overflow-free sigmoid, see backend.sigmoid
@@ -239,7 +247,7 @@ class SigmoidAffineTransform(Transform):
         #           = log(hi-lo) - |u| - 2 log1p(exp(-|u|))            (stable for any u)
         xp = array_module(u)
         abs_u = xp.abs(u)
-        return math.log(self.width) - abs_u - 2.0 * xp.log1p(xp.exp(-abs_u))
+        return self._log_width - abs_u - 2.0 * xp.log1p(xp.exp(-abs_u))
 
     def log_abs_det_jacobian_vjp(self, u, x, grad):
         # d/du [log s + log(1-s)] = (1-s) - s = 1 - 2s = (hi + lo - 2x)/(hi - lo)

@@ -28,6 +28,8 @@ class Constraint:
 
     # equal when they describe the same set (a loaded store gets new objects; ``from_spec(c.spec) == c`` must hold)
     def __eq__(self, other):
+        if getattr(other, "_arrays", False):  # an interval with array bounds has no spec: it compares itself
+            return NotImplemented
         return isinstance(other, Constraint) and self.spec == other.spec
 
     def __hash__(self):
@@ -101,13 +103,15 @@ class _GreaterThanEq(_GreaterThan):
 
     @property
     def spec(self):
-        return "nonnegative" if type(self) is _Nonnegative else f"greater_than_eq({self.lower_bound!r})"
+        return f"greater_than_eq({self.lower_bound!r})"
 
     def check(self, value):
         return array_module(value).asarray(value) >= self.lower_bound
 
 
 class _Nonnegative(_GreaterThanEq):
+    spec = "nonnegative"
+
     def __init__(self):
         super().__init__(0.0)
 
@@ -173,9 +177,25 @@ class _LowerCholesky(Constraint):
 
 
 class _Interval(Constraint):
-    """The closed interval [lower_bound, upper_bound] (closed, as in torch)."""
+    """The closed interval [lower_bound, upper_bound] (closed, as in torch).
+
+    Bounds are floats, or arrays for elementwise bounds (torch's too: ``Uniform(lows, highs).support``, which
+    biject_to maps into elementwise). Only scalar bounds have a ``spec``, so only they can be saved as a
+    param's constraint; array bounds compare equal by identity or by array equality.
+    """
 
     def __init__(self, lower_bound, upper_bound):
+        self._arrays = getattr(lower_bound, "ndim", 0) != 0 or getattr(upper_bound, "ndim", 0) != 0
+        if self._arrays:
+            self.lower_bound, self.upper_bound = (b if getattr(b, "ndim", 0) else float(b)
+                                                  for b in (lower_bound, upper_bound))
+            xp = array_module(lower_bound, upper_bound)
+            # not finite with low < high (NaN included): no interval, and no map into one
+            bad = ~(xp.isfinite(lower_bound) & xp.isfinite(upper_bound) & (lower_bound < upper_bound))
+            if bool(bad.any()):
+                raise ValueError(f"{self!r} is empty or unbounded at {int(bad.sum())} of {bad.size} entries: "
+                                 "each lower_bound must be finite and below its finite upper_bound")
+            return
         self.lower_bound = _scalar_bound(lower_bound, "interval lower_bound")
         self.upper_bound = _scalar_bound(upper_bound, "interval upper_bound")
         if not self.lower_bound < self.upper_bound:
@@ -184,7 +204,28 @@ class _Interval(Constraint):
 
     @property
     def spec(self):
+        if self._arrays:  # saving would have to write the arrays into the text: refused, not written wrong
+            raise ValueError(f"{self!r} has array bounds, so it has no spec and cannot be saved as a param's "
+                             "constraint; make the param unconstrained (AutoNormal's locs are) or give it scalar "
+                             "bounds")
         return f"interval({self.lower_bound!r}, {self.upper_bound!r})"
+
+    def __eq__(self, other):
+        if not (self._arrays or getattr(other, "_arrays", False)):
+            return super().__eq__(other)
+        return isinstance(other, _Interval) and self._arrays and other._arrays and all(
+            a is b or (getattr(a, "shape", ()) == getattr(b, "shape", ()) and bool(array_module(a, b).all(a == b)))
+            for a, b in ((self.lower_bound, other.lower_bound), (self.upper_bound, other.upper_bound)))
+
+    def __hash__(self):
+        return hash("interval") if self._arrays else super().__hash__()
+
+    def __repr__(self):
+        if not self._arrays:
+            return super().__repr__()
+        shapes = [f"array of shape {b.shape}" if getattr(b, "ndim", 0) else repr(b)
+                  for b in (self.lower_bound, self.upper_bound)]
+        return f"constraints.interval({shapes[0]}, {shapes[1]})"
 
     def check(self, value):
         x = array_module(value).asarray(value)

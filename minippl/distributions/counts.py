@@ -10,7 +10,7 @@ by log1p or by softplus of the logits) and constraints.py (``nonnegative_integer
 reparameterised sampler: a latent count gets the score-function gradient (infer/elbo.py).
 """
 import numpy as np
-from scipy.special import gammaln
+from scipy import special
 
 from .. import backend
 from ..backend import shape_of
@@ -19,12 +19,17 @@ from .bernoulli import ProbsOrLogits
 from .distribution import Distribution, check_args, grad_like, promote
 
 
+def special_function(name, *args):
+    """SciPy's special function ``name`` (``"gammaln"``, ``"digamma"``...), CuPy's on a GPU array."""
+    if backend.array_module(*args) is np:
+        return getattr(special, name)(*args)
+    import cupyx.scipy.special as gpu_special  # the same functions, on the device
+    return getattr(gpu_special, name)(*args)
+
+
 def lgamma(x):
     """log Gamma(x), so log k! = lgamma(k + 1): SciPy's gammaln (CuPy's on a GPU array)."""
-    if backend.array_module(x) is np:
-        return gammaln(x)
-    from cupyx.scipy.special import gammaln as gammaln_gpu  # the same function, on the device
-    return gammaln_gpu(x)
+    return special_function("gammaln", x)
 
 
 def sample_on_host(draw, dtype, like, *args):
@@ -63,10 +68,6 @@ class Poisson(Distribution):
     @property
     def variance(self):
         return self.mean
-
-    @property
-    def stddev(self):
-        return backend.array_module(self.mean).sqrt(self.mean)
 
     def sample(self, sample_shape=(), rng=None):
         # NumPy's Poisson sampler (inversion for small rates, rejection for large ones), as floats
@@ -119,16 +120,9 @@ class Geometric(ProbsOrLogits, Distribution):
     support = constraints.nonnegative_integer
 
     def __init__(self, probs=None, logits=None, validate_args=None):
-        if (probs is None) == (logits is None):
-            given = "both" if probs is not None else "neither"
-            raise ValueError(f"Geometric takes exactly one of probs= or logits=, got {given}")
-        name = "probs" if probs is not None else "logits"
-        self._param = probs if probs is not None else logits  # stored as passed
+        name, self._param = self.one_of("Geometric", probs, logits)  # stored as passed
         self.arg_names = (name,)
         super().__init__(check_args("Geometric", **{name: self._param}), validate_args=validate_args)
-
-
-
 
     def _log_p_and_log_q(self, xp, param):
         """(log p, log(1 - p)), each without cancellation."""
@@ -148,10 +142,6 @@ class Geometric(ProbsOrLogits, Distribution):
         xp, _, (param,) = promote(self._param)
         log_p, log_q = self._log_p_and_log_q(xp, param)
         return xp.broadcast_to(xp.exp(log_q - 2 * log_p), self.batch_shape)  # (1 - p) / p^2
-
-    @property
-    def stddev(self):
-        return backend.array_module(self.variance).sqrt(self.variance)
 
     def sample(self, sample_shape=(), rng=None):
         # inverse CDF: P(K >= k) = (1 - p)^k, so K = floor(log(1 - u) / log(1 - p)) for u ~ U[0, 1)

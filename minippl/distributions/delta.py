@@ -69,13 +69,15 @@ class Delta(Distribution):
                 grads["log_density"] = xp.zeros(shape_of(self.log_density), dtype)
         return grads
 
-    def log_prob(self, value):
-        xp, _, (x, v, log_density) = promote(value, self.v, self.log_density)
+    def _hit(self, value):
+        _, _, (x, v) = promote(value, self.v)
         hit = x == v
-        if self.event_dim:
-            hit = hit.all(axis=tuple(range(-self.event_dim, 0)))
+        return hit.all(axis=tuple(range(-self.event_dim, 0))) if self.event_dim else hit
+
+    def log_prob(self, value):
+        xp, _, (_, _, log_density) = promote(value, self.v, self.log_density)
         # log p(x) = log_density if x == v else -inf
-        return self._batch_result(xp.where(hit, log_density, -xp.inf), value)
+        return self._batch_result(xp.where(self._hit(value), log_density, -xp.inf), value)
 
     def log_prob_vjp(self, value, grad_log_prob, wrt):
         wrt = self._check_wrt(wrt)
@@ -83,8 +85,8 @@ class Delta(Distribution):
         grads = {}
         for name in wrt:
             if name == "log_density":
-                # d/d log_density log p(x) = 1
-                grads[name] = grad_like(g, self.log_density, copy=True)
+                # d/d log_density log p(x) = 1 where x == v; 0 where log p = -inf (the contract)
+                grads[name] = grad_like(xp.where(self._hit(value), g, 0), self.log_density)
             else:
                 # d/dx and d/dv: 0, the log-density is piecewise constant in both
                 grads[name] = xp.zeros(shape_of(value if name == "value" else self.v), dtype)

@@ -21,7 +21,7 @@ from ..backend import shape_of
 from . import constraints
 from .counts import lgamma
 from .distribution import Distribution, check_types, grad_like, promote
-from .gamma import _host_slope, _standard_gamma, digamma
+from .gamma import _host_slope, _log_at_edge, _power_of_zero, _standard_gamma, digamma
 
 
 class Dirichlet(Distribution):
@@ -64,10 +64,6 @@ class Dirichlet(Distribution):
         total = a.sum(-1, keepdims=True)  # a_i (a_0 - a_i) / (a_0^2 (a_0 + 1))
         return xp.broadcast_to(a * (total - a) / (total * total * (total + 1)), self.shape())
 
-    @property
-    def stddev(self):
-        return backend.array_module(self.variance).sqrt(self.variance)
-
     # ---------------------------------------------------------------- sampling
     def rsample_with_noise(self, sample_shape=(), rng=None):
         rng = backend.global_rng() if rng is None else rng
@@ -92,25 +88,31 @@ class Dirichlet(Distribution):
 
     # ------------------------------------------------------------- log-density
     def _parts(self, value, *more):
+        self._check_event_shape(value)
         xp, dtype, (x, a, *more) = promote(value, self.concentration, *more)
-        inside = xp.all(x > 0, axis=-1)  # a zero entry (a < 1) or a negative one: log p = -inf
-        x = xp.where(x > 0, x, 1)  # log only ever sees positive numbers
-        return xp, inside, x, xp.log(x), a, more
+        positive = x > 0
+        return xp, positive, x, xp.where(positive, x, 1), a, more  # log and / only ever see positive numbers
 
     def log_prob(self, value):
-        xp, inside, x, log_x, a, _ = self._parts(value)
-        # log p = lgamma(a_0) - sum_i lgamma(a_i) + sum_i (a_i - 1) log x_i
-        log_p = lgamma(a.sum(-1)) - lgamma(a).sum(-1) + ((a - 1) * log_x).sum(-1)
-        return self._batch_result(xp.where(inside, log_p, -xp.inf), value)
+        xp, positive, x, safe_x, a, _ = self._parts(value)
+        # log p = lgamma(a_0) - sum_i lgamma(a_i) + sum_i (a_i - 1) log x_i; at x_i = 0 the term is 0, +inf or
+        # -inf as a_i = 1, < 1 or > 1, as Beta's at its edges (two zeros with a_i < 1 < a_j: inf - inf, NaN,
+        # the density has no limit there); a negative entry (or NaN): -inf
+        terms = xp.where(positive, (a - 1) * xp.log(safe_x), _power_of_zero(a - 1, xp))
+        log_p = lgamma(a.sum(-1)) - lgamma(a).sum(-1) + terms.sum(-1)
+        return self._batch_result(xp.where(xp.all(x >= 0, axis=-1), log_p, -xp.inf), value)
 
     def log_prob_vjp(self, value, grad_log_prob, wrt):
         wrt = self._check_wrt(wrt)
-        xp, inside, x, log_x, a, (g,) = self._parts(value, grad_log_prob)
-        g = xp.where(inside, g, 0)[..., None]  # no gradient where log p = -inf; one per event entry
+        xp, positive, x, safe_x, a, (g,) = self._parts(value, grad_log_prob)
+        # gradients only where log p is finite (the contract): every entry positive, or 0 with a_i = 1 (its
+        # factor x_i^0 is 1; the slopes are one-sided there); one cotangent per event, for its K entries
+        g = xp.where(xp.all(positive | ((x == 0) & (a == 1)), axis=-1), g, 0)[..., None]
         grads = {}
-        if "value" in wrt:  # d/dx_i log p = (a_i - 1) / x_i
-            grads["value"] = grad_like(g * (a - 1) / x, value)
-        if "concentration" in wrt:  # d/da_i log p = psi(a_0) - psi(a_i) + log x_i
+        if "value" in wrt:  # d/dx_i log p = (a_i - 1) / x_i  (0 / 1 at an entry x_i = 0 with a_i = 1)
+            grads["value"] = grad_like(g * (a - 1) / safe_x, value)
+        if "concentration" in wrt:  # d/da_i log p = psi(a_0) - psi(a_i) + log x_i  (-inf at x_i = 0)
+            log_x = _log_at_edge(xp.log(safe_x), positive, g, xp)
             psi_total = digamma(a.sum(-1, keepdims=True))
             grads["concentration"] = grad_like(g * (psi_total - digamma(a) + log_x), self.concentration)
         return grads

@@ -1,10 +1,9 @@
 """Distributions, part 1: shapes, and the contract every distribution keeps.
 
-Teaches: the three kinds of dimension (sample, batch, event), how ``expand``, ``to_event`` and ``mask`` reshape
-a distribution without touching its numbers, and the contract that replaces autograd: each distribution writes
-the derivatives (VJPs) of its own log-density and sampler, stated once in :class:`Distribution`'s docstring with
-a complete example. Builds on backend.py, traced.py, validation.py and constraints.py; every concrete
-distribution subclasses it.
+Teaches: the three kinds of dimension (sample, batch, event), how ``expand``, ``to_event`` and ``mask`` reshape a
+distribution without touching its numbers, and the contract that replaces autograd: each distribution writes the
+derivatives (VJPs) of its own log-density and sampler, stated once in :class:`Distribution`'s docstring with a
+complete example. Builds on backend.py, traced.py, validation.py and constraints.py; every distribution subclasses it.
 
 Shapes. A draw of ``Normal(zeros((3, 2)), 1.).to_event(1)`` with ``sample_shape=(5,)`` has shape ``(5, 3, 2)``::
 
@@ -51,10 +50,12 @@ class Distribution:
     * ``log_prob(value)``: one log-density per sample and batch element, shape
       ``batch_dims_of(value, event_dim) + batch_shape`` broadcast (``_batch_result``).
     * ``log_prob_vjp(value, g, wrt)``: for a cotangent ``g`` shaped like ``log_prob(value)``,
-      ``{name: d <g, log_prob(value)> / d name}`` for each name in ``wrt`` ("value" and names of
-      ``arg_names``; ``_check_wrt`` refuses others). Each gradient is shaped exactly like its object: a
-      broadcast argument's gradient is summed back to the argument's shape, a Python float's is a 0-d array
-      (``grad_like``), and none is ``g`` itself (callers may add into them in place).
+      ``{name: d <g, log_prob(value)> / d name}`` for each name in ``wrt`` ("value" and names of ``arg_names``;
+      ``_check_wrt`` refuses others). Each gradient is shaped exactly like its object: a broadcast argument's
+      gradient is summed back to the argument's shape, a Python float's is a 0-d array (``grad_like``), and none
+      is ``g`` itself (callers may add into them in place). Where log p is infinite (off the support, or an edge
+      where the density is 0 or unbounded) each is 0; where an edge's log p is finite (Gamma(1., rate) at 0),
+      one-sided, maybe infinite (d/da (a - 1) log z at z = 0 is -inf).
     * where ``has_rsample``: ``rsample_with_noise(sample_shape, rng)`` returns ``(value, noise)``,
       ``value = f(args, noise)`` of shape ``self.shape(sample_shape)``, and ``rsample_vjp(noise, g, wrt)``
       returns ``{name: d <g, f(args, noise)> / d name}`` for argument names, shaped as above. ``sample`` and
@@ -189,6 +190,12 @@ class Distribution:
     def _validate_sample(self, value, what="value", masked=False):
         """Raise if ``value`` (observed, or replayed from a guide) is outside the support."""
         validation.check_support(self, value, self.support, what, masked)
+
+    def _check_event_shape(self, value):
+        """Raise unless ``value`` ends in ``event_shape`` (NumPy would broadcast a last dim of 1, silently)."""
+        if shape_of(value)[len(shape_of(value)) - self.event_dim:] != self.event_shape:
+            raise ValueError(f"{type(self).__name__}: a value ends in one event, of shape {self.event_shape}, "
+                             f"got {shape_of(value)}; pass shape (...{''.join(f', {n}' for n in self.event_shape)})")
 
     batch_shape = property(lambda self: self._batch_shape)
     event_shape = property(lambda self: self._event_shape)

@@ -53,7 +53,7 @@ class Exponential(Distribution):
 
     @property
     def stddev(self):
-        return self.mean
+        return self.mean  # 1 / rate exactly, as torch's: sqrt(1 / rate^2) under- or overflows past rate ~ 1e154
 
     def rsample_with_noise(self, sample_shape=(), rng=None):
         rng = backend.global_rng() if rng is None else rng
@@ -71,7 +71,8 @@ class Exponential(Distribution):
         return self._batch_result(xp.where(x >= 0, xp.log(rate) - rate * x, -xp.inf), value)
 
     def log_prob_vjp(self, value, grad_log_prob, wrt):
-        _, _, (x, rate, g) = promote(value, self.rate, grad_log_prob)
+        xp, _, (x, rate, g) = promote(value, self.rate, grad_log_prob)
+        g = xp.where(x >= 0, g, 0)  # no gradient where log p = -inf (the contract)
         grads = {}
         for name in self._check_wrt(wrt):
             if name == "value":  # d/dx (log rate - rate x) = -rate
@@ -107,10 +108,6 @@ class Laplace(LocScale, Distribution):
         xp, _, (_, scale) = promote(self.loc, self.scale)
         return xp.broadcast_to(2 * scale * scale, self.batch_shape)
 
-    @property
-    def stddev(self):
-        return backend.array_module(self.variance).sqrt(self.variance)
-
     def rsample_with_noise(self, sample_shape=(), rng=None):
         rng = backend.global_rng() if rng is None else rng
         dtype = backend.float_dtype(self.loc, self.scale)
@@ -120,7 +117,6 @@ class Laplace(LocScale, Distribution):
         v = xp.maximum(2 * u - 1, xp.asarray(-1 + xp.finfo(u.dtype).eps, dtype=u.dtype))
         eps = -xp.sign(v) * xp.log1p(-xp.abs(v))  # Laplace(0, 1) by the inverse CDF
         return self.loc + self.scale * eps, eps
-
 
     def log_prob(self, value):
         xp, _, (x, loc, scale) = promote(value, self.loc, self.scale)

@@ -40,36 +40,29 @@ of ``1 - u`` in the upper half, where that keeps the tail's digits): it is exact
 use the sampler. ``Gamma(a, rate)`` is ``z1 / rate`` with ``z1 ~ Gamma(a, 1)``
 (``dz/drate = -z / rate``). Draws are made in float64 and clipped away from 0 by the dtype's
 tiny, so a float32 ``log z`` is finite. beta.py applies the same idea to the Beta's own CDF.
-Builds on distribution.py and counts.py (``lgamma``: SciPy, CuPy's on a GPU).
+Builds on distribution.py and counts.py (``lgamma`` and ``special_function``: SciPy, CuPy's on a GPU).
 """
 import numpy as np
 from scipy import special
 
 from .. import backend
 from . import constraints
-from .counts import lgamma
+from .counts import lgamma, special_function
 from .distribution import Distribution, check_args, grad_like, promote
 
 _EPS = np.finfo(np.float64).eps
 _MAX_TERMS = 100_000  # the series near z = a takes O(sqrt(a)) terms: enough for a up to ~1e8
 
 
-def _special(name, *args):
-    """SciPy's special function ``name`` (CuPy's on a GPU array)."""
-    if backend.array_module(*args) is np:
-        return getattr(special, name)(*args)
-    import cupyx.scipy.special as gpu_special
-    return getattr(gpu_special, name)(*args)
-
-
 def digamma(x):
-    return _special("digamma", x)
+    return special_function("digamma", x)
 
 
 # ---------------------------------------------------------------- the slope dz/da of Gamma(a, 1)
-def _converged_loop(state, step, active_state_names, what):
-    """Run ``step(n, state) -> (state, done)`` on shrinking arrays until every element is done;
-    ``what`` (the sum being run) names it in the error raised if some element is not done in time."""
+def _converged_loop(state, step, active_state_names, what, shown, limit):
+    """Run ``step(n, state) -> (state, done)`` on shrinking arrays until every element is done. If some
+    element is not done in time, the error names ``what`` (the sum being run), the values of the state
+    entries ``shown`` (the parameters) at the first such elements, and ``limit`` (the documented range)."""
     out = {k: v.copy() for k, v in state.items()}
     index = np.arange(next(iter(state.values())).size)
     for n in range(1, _MAX_TERMS):
@@ -82,9 +75,16 @@ def _converged_loop(state, step, active_state_names, what):
             state = {k: v[~done] for k, v in state.items()}
             index = index[~done]
     if index.size:  # nothing wrong is silent: a truncated sum would be a wrong gradient
-        raise ArithmeticError(f"{what} did not converge within {_MAX_TERMS} terms at {index.size} element(s); "
-                              "the parameters are beyond the range this module documents")
+        values = ", ".join(f"{k} = {state[k][:3].tolist()}" for k in shown) + (", ..." if index.size > 3 else "")
+        raise ArithmeticError(f"{what} did not converge within {_MAX_TERMS} terms at {index.size} element(s), "
+                              f"at {values}; it is documented for {limit}")
     return out
+
+
+_GAMMA_LOOP = ("Gamma (or a Chi2, InverseGamma, StudentT or Dirichlet, drawn from it): the slope dz/da of a draw "
+               "z (the CDF's series or continued fraction)", ("a", "z"),
+               "a concentration a up to about 1e8 (beyond it, Gamma(a, rate) is Normal(a / rate, sqrt(a) / rate) "
+               "to within 2 / sqrt(a) < 2e-4)")
 
 
 def _series_slope(a, z):
@@ -98,7 +98,7 @@ def _series_slope(a, z):
         return dict(st, H=H, s=s, S=S, T=T), done
 
     one, zero = np.ones_like(z), np.zeros_like(z)
-    out = _converged_loop(dict(a=a, z=z, s=one, S=one, T=zero, H=zero), step, ("S", "T"), "the Gamma CDF's series")
+    out = _converged_loop(dict(a=a, z=z, s=one, S=one, T=zero, H=zero), step, ("S", "T"), *_GAMMA_LOOP)
     # P = z^a e^-z / Gamma(a + 1) * S, so dP/da = z^a e^-z / Gamma(a + 1) * ((log z - psi(a + 1)) S - T);
     # divided by -p(z) = -z^(a-1) e^-z / Gamma(a), the prefactor leaves z / a
     return z / a * (out["T"] - (np.log(z) - special.digamma(a + 1)) * out["S"])
@@ -126,7 +126,7 @@ def _fraction_slope(a, z):
     # A_{-1} = 1, A_0 = 0, B_{-1} = 0, B_0 = 1 (the fraction has b_0 = 0)
     start = dict(a=a, z=z, A2=one, A1=zero, B2=zero, B1=one, dA2=zero, dA1=zero, dB2=zero, dB1=zero,
                  f=zero, df=zero)
-    out = _converged_loop(start, step, ("f", "df"), "the Gamma CDF's continued fraction")
+    out = _converged_loop(start, step, ("f", "df"), *_GAMMA_LOOP)
     # Q = z^a e^-z / Gamma(a) * f, dQ/da = z^a e^-z / Gamma(a) * (f (log z - psi(a)) + df); dz/da = dQ/da / p(z)
     return z * (out["f"] * (np.log(z) - special.digamma(a)) + out["df"])
 
@@ -187,6 +187,12 @@ def _power_of_zero(c, xp):
     return edge.astype(c.dtype, copy=False) if getattr(c, "dtype", None) is not None else edge  # float32 stays
 
 
+def _log_at_edge(log_z, positive, g, xp):
+    """``log z`` where ``positive``, else log 0 = -inf: d/da of (a - 1) log z at an edge z = 0 where log p is
+    finite (a = 1; a > 1 makes it -inf, so the one-sided slope is -inf). 0 where g = 0 (0 * inf is NaN)."""
+    return xp.where(positive, log_z, xp.where(g == 0, 0.0, -xp.inf).astype(log_z.dtype, copy=False))  # float32 stays
+
+
 class Gamma(Distribution):
     """Gamma(concentration, rate): density ``rate^a z^(a-1) e^(-rate z) / Gamma(a)`` on z > 0;
     mean a / rate, variance a / rate^2 (torch's parametrisation).
@@ -219,10 +225,6 @@ class Gamma(Distribution):
         xp, _, (a, rate) = promote(self.concentration, self.rate)
         return xp.broadcast_to(a / (rate * rate), self.batch_shape)
 
-    @property
-    def stddev(self):
-        return backend.array_module(self.variance).sqrt(self.variance)
-
     def rsample_with_noise(self, sample_shape=(), rng=None):
         rng = backend.global_rng() if rng is None else rng
         xp, dtype, (a, rate) = promote(self.concentration, self.rate)
@@ -242,29 +244,31 @@ class Gamma(Distribution):
         return grads
 
     def _parts(self, value, *more):
-        xp, dtype, (x, a, rate, *more) = promote(value, self.concentration, self.rate, *more)
-        inside = x > 0
-        x = xp.where(inside, x, 1)  # log only ever sees positive numbers
-        return xp, inside, x, xp.log(x), a, rate, more
+        xp, dtype, (z, a, rate, *more) = promote(value, self.concentration, self.rate, *more)
+        inside = z > 0
+        x = xp.where(inside, z, 1)  # log only ever sees positive numbers
+        return xp, inside, z == 0, x, xp.log(x), a, rate, more
 
     def log_prob(self, value):
-        xp, inside, x, log_x, a, rate, _ = self._parts(value)
+        xp, inside, at_zero, x, log_x, a, rate, _ = self._parts(value)
         # log p = a log rate + (a - 1) log z - rate z - lgamma(a); at z = 0 (torch's support is
         # [0, inf)) the term (a - 1) log z is 0, +inf or -inf as a = 1, a < 1 or a > 1
         log_p = a * xp.log(rate) + (a - 1) * log_x - rate * x - lgamma(a)
-        at_zero = a * xp.log(rate) - lgamma(a) + _power_of_zero(a - 1, xp)
-        return self._batch_result(xp.where(inside, log_p, xp.where(promote(value)[2][0] == 0, at_zero, -xp.inf)),
-                                  value)
+        edge = a * xp.log(rate) - lgamma(a) + _power_of_zero(a - 1, xp)
+        return self._batch_result(xp.where(inside, log_p, xp.where(at_zero, edge, -xp.inf)), value)
 
     def log_prob_vjp(self, value, grad_log_prob, wrt):
         wrt = self._check_wrt(wrt)
-        xp, inside, x, log_x, a, rate, (g,) = self._parts(value, grad_log_prob)
-        g = xp.where(inside, g, 0)  # no gradient where log p = -inf
+        xp, inside, at_zero, x, log_x, a, rate, (g,) = self._parts(value, grad_log_prob)
+        # gradients only where log p is finite (the contract): z > 0, or z = 0 with a = 1, where log p =
+        # log rate - rate z and its slopes are one-sided (Exponential(rate)'s); 0 elsewhere
+        g = xp.where(inside | (at_zero & (a == 1)), g, 0)
         grads = {}
-        if "value" in wrt:  # d/dz log p = (a - 1) / z - rate
+        if "value" in wrt:  # d/dz log p = (a - 1) / z - rate  (-rate at z = 0: x is 1 there, a - 1 is 0)
             grads["value"] = grad_like(g * ((a - 1) / x - rate), value)
-        if "concentration" in wrt:  # d/da log p = log rate + log z - psi(a)
-            grads["concentration"] = grad_like(g * (xp.log(rate) + log_x - digamma(a)), self.concentration)
+        if "concentration" in wrt:  # d/da log p = log rate + log z - psi(a)  (-inf at z = 0)
+            log_z = _log_at_edge(log_x, inside, g, xp)
+            grads["concentration"] = grad_like(g * (xp.log(rate) + log_z - digamma(a)), self.concentration)
         if "rate" in wrt:  # d/drate log p = a / rate - z
-            grads["rate"] = grad_like(g * (a / rate - x), self.rate)
+            grads["rate"] = grad_like(g * (a / rate - xp.where(inside, x, 0)), self.rate)
         return grads

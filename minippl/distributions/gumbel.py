@@ -55,7 +55,6 @@ class Gumbel(LocScale, Distribution):
         eps = -xp.log(xp.maximum(e, xp.finfo(e.dtype).tiny))  # Gumbel(0, 1); e = 0 when u = 0
         return self.loc + self.scale * eps, eps  # x = loc + scale eps
 
-
     @staticmethod
     def _exp_minus(xp, z):
         """exp(-z); inf, without NumPy's overflow warning, far in the left tail: log p is -inf there."""

@@ -10,7 +10,7 @@ import math
 
 from .. import backend
 from . import constraints
-from .cauchy import _LOG_PI, cauchy_terms, standard_cauchy
+from .cauchy import _LOG_PI, _full, cauchy_terms, standard_cauchy
 from .distribution import Distribution, check_args, grad_like, promote
 from .normal import _HALF_LOG_2PI
 
@@ -41,10 +41,6 @@ class _Folded(Distribution):
         # d/dscale (scale |eps|) = |eps|; the only name wrt can hold is "scale"
         return {name: grad_like(grad_value * noise, self.scale) for name in self._check_wrt(wrt, with_value=False)}
 
-    def _full(self, number):
-        xp, dtype, _ = promote(self.scale)
-        return xp.full(self.batch_shape, number, dtype=dtype)
-
 
 class HalfNormal(_Folded):
     """HalfNormal(scale): |Normal(0, scale)|; mean scale sqrt(2 / pi), variance scale^2 (1 - 2 / pi).
@@ -68,10 +64,6 @@ class HalfNormal(_Folded):
         xp, _, (scale,) = promote(self.scale)
         return xp.broadcast_to(scale * scale * (1 - 2 / math.pi), self.batch_shape)
 
-    @property
-    def stddev(self):
-        return backend.array_module(self.variance).sqrt(self.variance)
-
     def log_prob(self, value):
         xp, _, (x, scale) = promote(value, self.scale)
         z = x / scale
@@ -80,7 +72,8 @@ class HalfNormal(_Folded):
         return self._batch_result(xp.where(x >= 0, log_prob, -xp.inf), value)
 
     def log_prob_vjp(self, value, grad_log_prob, wrt):
-        _, _, (x, scale, g) = promote(value, self.scale, grad_log_prob)
+        xp, _, (x, scale, g) = promote(value, self.scale, grad_log_prob)
+        g = xp.where(x >= 0, g, 0)  # no gradient where log p = -inf (the contract)
         z = x / scale
         grads = {}
         for name in self._check_wrt(wrt):
@@ -107,15 +100,11 @@ class HalfCauchy(_Folded):
 
     @property
     def mean(self):
-        return self._full(math.inf)
+        return _full(self, math.inf)
 
     @property
     def variance(self):
-        return self._full(math.inf)
-
-    @property
-    def stddev(self):
-        return self._full(math.inf)
+        return _full(self, math.inf)  # (and the stddev, its square root)
 
     def log_prob(self, value):
         xp, _, (x, scale) = promote(value, self.scale)
@@ -125,7 +114,8 @@ class HalfCauchy(_Folded):
         return self._batch_result(xp.where(x >= 0, log_prob, -xp.inf), value)
 
     def log_prob_vjp(self, value, grad_log_prob, wrt):
-        _, _, (x, scale, g) = promote(value, self.scale, grad_log_prob)
+        xp, _, (x, scale, g) = promote(value, self.scale, grad_log_prob)
+        g = xp.where(x >= 0, g, 0)  # no gradient where log p = -inf (the contract)
         _, z_ratio, inv = cauchy_terms(x / scale)
         grads = {}
         for name in self._check_wrt(wrt):

@@ -6,15 +6,17 @@ exactness. Closed forms here: Normal/Normal, LogNormal/LogNormal (the Normal's: 
 unchanged by the bijection exp, applied to both), Exponential/Exponential and
 Laplace/Laplace, Gamma/Gamma, Beta/Beta and Dirichlet/Dirichlet (digamma and trigamma), and
 MultivariateNormal/MultivariateNormal (triangular solves), each with its gradients. Builds on
-the distributions it pairs and on Independent from distribution.py.
+the distributions it pairs, on counts.py (SciPy's special functions) and on Independent from
+distribution.py.
 """
 from .. import backend
 from ..backend import array_module, broadcast_shapes, unsum_last
 from .beta import Beta
+from .counts import lgamma, special_function
 from .dirichlet import Dirichlet
 from .distribution import Independent, grad_like, promote
 from .exponential import Exponential, Laplace
-from .gamma import Gamma, _special, digamma
+from .gamma import Gamma, digamma
 from .lognormal import LogNormal
 from .multivariate_normal import MultivariateNormal, solve_tril
 from .normal import Normal
@@ -202,13 +204,13 @@ def _kl_mvn_mvn_vjp(p, q, grad, wrt_p, wrt_q):
 
 # ---------------------------------------------------------------- Gamma, Beta
 def _trigamma(x):
-    return _special("polygamma", 1, x)  # psi'(x) = d/dx digamma(x)
+    return special_function("polygamma", 1, x)  # psi'(x) = d/dx digamma(x)
 
 
 def _kl_gamma_gamma(p, q):
     xp, _, (ap, rp, aq, rq) = promote(p.concentration, p.rate, q.concentration, q.rate)
     # KL = (ap - aq) psi(ap) - lgamma(ap) + lgamma(aq) + aq log(rp / rq) + ap (rq - rp) / rp
-    return ((ap - aq) * digamma(ap) - _special("gammaln", ap) + _special("gammaln", aq)
+    return ((ap - aq) * digamma(ap) - lgamma(ap) + lgamma(aq)
             + aq * xp.log(rp / rq) + ap * (rq - rp) / rp)
 
 
@@ -233,7 +235,7 @@ def _beta_args(p, q, *more):
 def _kl_beta_beta(p, q):
     a1, b1, a2, b2 = _beta_args(p, q)
     # KL = log B(a2, b2) - log B(a1, b1) + (a1 - a2) psi(a1) + (b1 - b2) psi(b1) + (a2 - a1 + b2 - b1) psi(a1 + b1)
-    return (_special("betaln", a2, b2) - _special("betaln", a1, b1) + (a1 - a2) * digamma(a1)
+    return (special_function("betaln", a2, b2) - special_function("betaln", a1, b1) + (a1 - a2) * digamma(a1)
             + (b1 - b2) * digamma(b1) + (a2 - a1 + b2 - b1) * digamma(a1 + b1))
 
 
@@ -258,9 +260,8 @@ def _kl_beta_beta_vjp(p, q, grad, wrt_p, wrt_q):
 def _kl_dirichlet_dirichlet(p, q):
     _, _, (a, b) = promote(p.concentration, q.concentration)
     a0, b0 = a.sum(-1), b.sum(-1)
-    lg = lambda x: _special("gammaln", x)  # noqa: E731
     # KL = lgamma(a0) - sum lgamma(a_i) - lgamma(b0) + sum lgamma(b_i) + sum (a_i - b_i) (psi(a_i) - psi(a0))
-    return (lg(a0) - lg(a).sum(-1) - lg(b0) + lg(b).sum(-1)
+    return (lgamma(a0) - lgamma(a).sum(-1) - lgamma(b0) + lgamma(b).sum(-1)
             + ((a - b) * (digamma(a) - digamma(a0)[..., None])).sum(-1))
 
 

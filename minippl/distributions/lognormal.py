@@ -47,10 +47,6 @@ class LogNormal(Distribution):
         # (exp(scale^2) - 1) exp(2 loc + scale^2); expm1 keeps a small scale exact
         return xp.broadcast_to(xp.expm1(s2) * xp.exp(2 * loc + s2), self.batch_shape)
 
-    @property
-    def stddev(self):
-        return backend.array_module(self.variance).sqrt(self.variance)
-
     def rsample_with_noise(self, sample_shape=(), rng=None):
         rng = backend.global_rng() if rng is None else rng
         dtype = backend.float_dtype(self.loc, self.scale)
@@ -84,10 +80,10 @@ class LogNormal(Distribution):
     def log_prob_vjp(self, value, grad_log_prob, wrt):
         wrt = self._check_wrt(wrt)
         xp, inside, x, _, z, scale, g = self._standardised(value, grad_log_prob)
+        g = xp.where(inside, g, 0)  # no gradient where log p = -inf (the contract)
         grads = {}
-        if "value" in wrt:  # d/dx log p = -(z / scale + 1) / x  (0 outside the support)
-            safe_x = xp.where(inside, x, 1)
-            grads["value"] = grad_like(xp.where(inside, -g * (z / scale + 1) / safe_x, 0), value)
+        if "value" in wrt:  # d/dx log p = -(z / scale + 1) / x
+            grads["value"] = grad_like(-g * (z / scale + 1) / xp.where(inside, x, 1), value)
         if "loc" in wrt:  # d/dloc log p = (log x - loc) / scale^2 = z / scale
             grads["loc"] = grad_like(g * z / scale, self.loc)
         if "scale" in wrt:  # d/dscale log p = (z^2 - 1) / scale

@@ -6,19 +6,16 @@ a draw is loc + L eps, the log-density needs one triangular solve, and every der
 respect to L is written by hand next to its forward, as are the Cholesky decomposition's own
 (Murray 2016) and the matrix inverse's, for a covariance or precision matrix. Then
 LowRankMultivariateNormal (covariance W W^T + diag(D)): nothing d x d is factored, Woodbury's
-identity and the determinant lemma work through an r x r matrix. Builds on distribution.py and
-constraints.py (lower_cholesky).
+identity and the determinant lemma work through an r x r matrix. Builds on distribution.py,
+constraints.py (lower_cholesky) and normal.py (its constant).
 """
-import math
-
 import numpy as np
 
 from .. import backend, validation
 from ..backend import array_module, broadcast_shapes, grad_like, promote, shape_of
 from . import constraints
 from .distribution import Distribution
-
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+from .normal import _HALF_LOG_2PI
 _MATRIX_ARGS = ("covariance_matrix", "precision_matrix", "scale_tril")
 
 
@@ -54,13 +51,13 @@ def solve_tril(L, b, transpose=False):
     return xp.linalg.solve(_mT(L) if transpose else L, b)
 
 
-def _cholesky(matrix, name):
+def _cholesky(matrix, name, owner="MultivariateNormal", fix="pass a symmetric positive-definite matrix, or "
+              "scale_tril= (e.g. a param with constraint=constraints.lower_cholesky)"):
     try:
         return array_module(matrix).linalg.cholesky(matrix)
     except np.linalg.LinAlgError:
-        raise ValueError(f"MultivariateNormal: {name} is not positive definite (its Cholesky "
-                         f"decomposition failed); pass a symmetric positive-definite matrix, or "
-                         f"scale_tril= (e.g. a param with constraint=constraints.lower_cholesky)") from None
+        raise ValueError(f"{owner}: {name} is not positive definite (its Cholesky decomposition failed); "
+                         f"{fix}") from None
 
 
 def cholesky_vjp(L, grad_L):
@@ -217,6 +214,7 @@ class MultivariateNormal(Distribution):
     # ---------------------------------------------------------------- log-density
     def _whiten(self, value):
         """(xp, L, w = L^{-1} (x - mu)): the triangular solve every term needs."""
+        self._check_event_shape(value)
         xp, _, (x, loc, L) = promote(value, self.loc, self._L)
         return xp, L, solve_tril(L, (x - loc)[..., None])[..., 0]
 
@@ -299,7 +297,9 @@ class LowRankMultivariateNormal(Distribution):
 
     @property
     def scale_tril(self):
-        return array_module(self.cov_factor).linalg.cholesky(self.covariance_matrix)
+        return _cholesky(self.covariance_matrix, "the covariance W W^T + diag(cov_diag)", "LowRankMultivariateNormal",
+                         "cov_diag must be positive (validate_args=True checks it), e.g. a param with "
+                         "constraint=constraints.positive")
 
     @property
     def mean(self):
@@ -334,6 +334,7 @@ class LowRankMultivariateNormal(Distribution):
 
     def _residual(self, value):
         """(xp, W, D, A, C, v = Sigma^{-1} (x - mu), r^T Sigma^{-1} r): two solves with the capacitance."""
+        self._check_event_shape(value)
         xp, W, D, A, C = self._parts()
         _, _, (x, loc) = promote(value, self.loc)
         res = x - loc

@@ -5,13 +5,11 @@ value is turned into its class index, and the log-prob and its VJP are delegated
 non-empty ``event_shape`` for a discrete variable, and a support that is a property of a
 whole event (one 1, the rest 0). Builds on categorical.py.
 """
-import numpy as np
-
 from .. import backend, validation
 from ..backend import shape_of
 from . import constraints
-from .categorical import Categorical
-from .distribution import Distribution, check_types
+from .categorical import Categorical, check_class_param, class_param
+from .distribution import Distribution
 
 
 class _OneHot(constraints.Constraint):
@@ -40,7 +38,8 @@ class OneHotCategorical(Distribution):
 
     Same arguments as Categorical (the last dim indexes the K classes); the event shape is
     ``(K,)``. ``sample`` returns float one-hot vectors (dtype of the argument); ``log_prob``
-    reads the class as the position of the largest entry, as torch does.
+    takes vectors of length K along the last dim (anything else raises), reads the class as the
+    position of the 1, and is -inf at a vector that is not one-hot (with validation, an error).
 
     >>> import numpy as np
     >>> d = OneHotCategorical(probs=np.array([0.2, 0.3, 0.5]))
@@ -58,18 +57,7 @@ class OneHotCategorical(Distribution):
     support = one_hot
 
     def __init__(self, probs=None, logits=None, validate_args=None):
-        if (probs is None) == (logits is None):
-            given = "both" if probs is not None else "neither"
-            raise ValueError(f"OneHotCategorical takes exactly one of probs= or logits=, got {given}")
-        name = "probs" if probs is not None else "logits"
-        param = probs if probs is not None else logits
-        check_types("OneHotCategorical", **{name: param})
-        if len(shape_of(param)) < 1 or shape_of(param)[-1] < 1:
-            raise ValueError(f"OneHotCategorical: {name} needs a last dim indexing the classes, e.g. shape (K,) "
-                             f"or (batch, K); got shape {shape_of(param)}. Wrap a scalar as np.array([...]).")
-        if getattr(param, "dtype", None) is None or param.dtype.kind != "f":
-            raise TypeError(f"OneHotCategorical: {name} must be a float array, got "
-                            f"{getattr(param, 'dtype', type(param))}")
+        name, param = class_param("OneHotCategorical", probs, logits)
         self._param = param  # stored as passed: the ELBO finds gradients by id()
         self.arg_names = (name,)
         # the Categorical that does the work, on the stored (plain) array; checked below, under our name
@@ -77,11 +65,13 @@ class OneHotCategorical(Distribution):
         super().__init__(shape_of(param)[:-1], shape_of(param)[-1:], validate_args=validate_args)
 
     def _check_args(self):
-        name = self.arg_names[0]
-        validation.check_devices("OneHotCategorical", {name: self._param})
-        with np.errstate(invalid="ignore", divide="ignore"):  # a zero row becomes NaN, reported below
-            value = self._categorical.probs if name == "probs" else self._param
-        validation.check_arg("OneHotCategorical", name, value, self.arg_constraints[name])
+        check_class_param(self, self._categorical)
+
+    def _validate_sample(self, value, what="value", masked=False):
+        k = self.num_categories
+        validation.check_support(self, value, one_hot, what, masked, hint=(
+            f" Fix: a value is a one-hot vector of length K = {k} (one 1, the rest 0); for class indices c, "
+            f"use Categorical, or np.eye({k})[c]."))
 
     def arg_arrays(self):
         return {self.arg_names[0]: self._param}
@@ -107,10 +97,6 @@ class OneHotCategorical(Distribution):
         p = self.probs
         return backend.array_module(self._param).broadcast_to(p * (1 - p), self.shape())
 
-    @property
-    def stddev(self):
-        return backend.array_module(self._param).sqrt(self.variance)
-
     def _categorical_here(self):
         """The Categorical with this distribution's (possibly expanded) batch shape."""
         c = self._categorical
@@ -122,17 +108,25 @@ class OneHotCategorical(Distribution):
         return (index[..., None] == xp.arange(self.num_categories)).astype(self._param.dtype)
 
     def _index(self, value):
+        """(xp, the class of each vector (the position of its largest entry), whether it is one-hot); a value
+        that is no vector of length K (a class index, say) raises, as one not one-hot does when validating."""
+        self._check_event_shape(value)
+        if self._validate_args:
+            self._validate_sample(value)
         xp = backend.array_module(value)
-        return xp.argmax(xp.asarray(value), axis=-1)  # the class of a one-hot vector
+        x = xp.asarray(value)
+        return xp, xp.argmax(x, axis=-1), one_hot.check(x)[..., 0]
 
     def log_prob(self, value):
-        # log p(onehot(c)) = log p(c): the Categorical's log-prob at the class index
-        return self._categorical_here().log_prob(self._index(value))
+        # log p(onehot(c)) = log p(c): the Categorical's log-prob at the class index; -inf off the support
+        xp, index, is_one_hot = self._index(value)
+        return self._batch_result(xp.where(is_one_hot, self._categorical_here().log_prob(index), -xp.inf), value)
 
     def log_prob_vjp(self, value, grad_log_prob, wrt):
         wrt = self._check_wrt(wrt)
-        grads = self._categorical_here().log_prob_vjp(self._index(value), grad_log_prob,
-                                                      [n for n in wrt if n != "value"])
+        xp, index, is_one_hot = self._index(value)
+        g = xp.where(is_one_hot, grad_log_prob, 0)  # no gradient where log p = -inf (the contract)
+        grads = self._categorical_here().log_prob_vjp(index, g, [n for n in wrt if n != "value"])
         if "value" in wrt:  # a pmf is piecewise constant in the value: d/dx = 0
             grads["value"] = backend.array_module(self._param).zeros(shape_of(value), self._param.dtype)
         return grads

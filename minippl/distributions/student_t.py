@@ -61,10 +61,6 @@ class Chi2(Distribution):
     def variance(self):
         return self._gamma().variance
 
-    @property
-    def stddev(self):
-        return self._gamma().stddev
-
     def _from_gamma(self, grads):
         if "concentration" in grads:  # d/ddf = d/da * da/ddf, a = df / 2
             grads["df"] = grad_like(0.5 * grads.pop("concentration"), self.df)
@@ -74,7 +70,7 @@ class Chi2(Distribution):
         return self._gamma().rsample_with_noise(sample_shape, rng)
 
     def rsample_vjp(self, noise, grad_value, wrt):
-        inner = ["concentration" for _ in self._check_wrt(wrt, with_value=False)]  # the only name is "df"
+        inner = ["concentration"] if self._check_wrt(wrt, with_value=False) else []  # the only name is "df"
         return self._from_gamma(self._gamma().rsample_vjp(noise, grad_value, inner))
 
     def log_prob(self, value):
@@ -125,10 +121,6 @@ class InverseGamma(Distribution):
         with np.errstate(divide="ignore", invalid="ignore"):
             variance = xp.where(a > 2, rate * rate / ((a - 1) ** 2 * (a - 2)), xp.inf)
         return xp.broadcast_to(variance, self.batch_shape)
-
-    @property
-    def stddev(self):
-        return backend.array_module(self.variance).sqrt(self.variance)
 
     def rsample_with_noise(self, sample_shape=(), rng=None):
         y, noise = self._gamma().rsample_with_noise(sample_shape, rng)  # y >= tiny, so 1 / y is finite
@@ -202,10 +194,6 @@ class StudentT(Distribution):
         with np.errstate(divide="ignore", invalid="ignore"):
             variance = xp.where(df > 2, scale * scale * df / (df - 2), xp.where(df > 1, xp.inf, xp.nan))
         return xp.broadcast_to(variance, self.batch_shape)
-
-    @property
-    def stddev(self):
-        return backend.array_module(self.variance).sqrt(self.variance)
 
     def rsample_with_noise(self, sample_shape=(), rng=None):
         rng = backend.global_rng() if rng is None else rng

@@ -17,13 +17,15 @@ import numpy as np
 
 from .. import backend, traced
 from .distribution import Distribution, Independent, grad_like
-from .transforms import ComposeTransform, Transform
+from .transforms import ComposeTransform, check_transform
 
 
 def _flatten(transforms):
-    transforms = [transforms] if isinstance(transforms, Transform) else list(transforms)
+    """The transforms as one flat list (a ComposeTransform's parts one by one), each checked to be a Transform."""
+    transforms = list(transforms) if isinstance(transforms, (list, tuple)) else [transforms]
     flat = []
     for t in transforms:
+        check_transform(t, "TransformedDistribution")
         flat.extend(_flatten(t.parts) if isinstance(t, ComposeTransform) else [t])
     return flat
 

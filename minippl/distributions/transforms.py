@@ -16,11 +16,22 @@ import numpy as np
 from .. import backend
 from ..backend import array_module, grad_like, sigmoid, softplus
 from . import constraints
-from .constraint_registry import (ExpTransform, IdentityTransform, SigmoidAffineTransform, Transform, biject_to,  # noqa: F401
-                                  register_bijection)
+from .constraint_registry import (ExpTransform, IdentityTransform, SigmoidAffineTransform, Transform,  # noqa: F401
+                                  biject_to, register_bijection)
 
 __all__ = ["AffineTransform", "ComposeTransform", "ExpTransform", "IdentityTransform", "LowerCholeskyTransform",
            "SigmoidTransform", "SoftplusTransform", "StickBreakingTransform", "Transform", "biject_to"]
+
+
+def check_transform(t, owner):
+    """``t``, after checking that it is a Transform instance: a class, or a function such as np.exp, has no
+    inverse and no VJPs (``owner`` names who was given it)."""
+    if isinstance(t, type) and issubclass(t, Transform):
+        raise TypeError(f"{owner}: got the class {t.__name__}, not a transform; pass an instance: {t.__name__}()")
+    if not isinstance(t, Transform):
+        raise TypeError(f"{owner}: each transform must be a Transform instance, got {t!r}; pass an instance, "
+                        f"e.g. ExpTransform() for np.exp (minippl.distributions.transforms)")
+    return t
 
 
 class SigmoidTransform(SigmoidAffineTransform):
@@ -92,18 +103,29 @@ class StickBreakingTransform(Transform):
         super().__init__(constraints.simplex if codomain is None else codomain)
 
     @staticmethod
-    def _shifted(u):
+    def _vectors(shape, what, size):
+        """``shape``, after checking that it has a last dim of at least ``size`` (the vectors mapped)."""
+        if len(shape) < 1 or shape[-1] < size:
+            raise ValueError(f"StickBreakingTransform maps vectors (event_dim 1): its {what} needs a last dim of "
+                             f"{'K - 1 >= 1' if size == 1 else 'K >= 2'} entries, got shape {tuple(shape)}; for "
+                             f"the K-simplex, use a base like Normal(np.zeros(K - 1), 1.).to_event(1)")
+        return tuple(shape)
+
+    @classmethod
+    def _shifted(cls, u):
         """(xp, t = u - log offset, offset): offset_i = K-1-i = n - i for the n = K-1 inputs."""
         xp = array_module(u)
         u = xp.asarray(u)
-        offset = xp.arange(u.shape[-1], 0, -1).astype(u.dtype)
+        offset = xp.arange(cls._vectors(u.shape, "input", 1)[-1], 0, -1).astype(u.dtype)
         return xp, u - xp.log(offset), offset
 
     def forward_shape(self, shape):
-        return tuple(shape[:-1]) + (shape[-1] + 1,)
+        shape = self._vectors(shape, "input", 1)
+        return shape[:-1] + (shape[-1] + 1,)
 
     def inverse_shape(self, shape):
-        return tuple(shape[:-1]) + (shape[-1] - 1,)
+        shape = self._vectors(shape, "value", 2)
+        return shape[:-1] + (shape[-1] - 1,)
 
     def forward(self, u):
         xp, t, _ = self._shifted(u)
@@ -235,7 +257,7 @@ class ComposeTransform(Transform):
     """
 
     def __init__(self, parts):
-        parts = list(parts)
+        parts = [check_transform(part, "ComposeTransform") for part in parts]
         super().__init__(parts[-1].codomain if parts else constraints.real)
         self.parts = parts
         self.event_dim = max([p.event_dim for p in parts], default=0)

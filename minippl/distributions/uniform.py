@@ -71,10 +71,10 @@ class Uniform(Distribution):
         return self._batch_result(xp.where(inside, -xp.log(high - low), -xp.inf), value)
 
     def log_prob_vjp(self, value, grad_log_prob, wrt):
-        # As in torch, the bound gradients are those of -log(high - low) whatever x
-        # is: outside the support the log-prob is -inf and its gradient is moot.
         wrt = self._check_wrt(wrt)
-        xp, dtype, (low, high, g) = promote(self.low, self.high, grad_log_prob)
+        xp, dtype, (x, low, high, g) = promote(value, self.low, self.high, grad_log_prob)
+        # no gradient where log p = -inf (the contract; torch's is that of -log(high - low) whatever x is)
+        g = xp.where((low <= x) & (x < high), g, 0)
         grads = {}
         if "value" in wrt:
             # d/dx log p(x) = 0: the density is flat inside the support
