@@ -8,7 +8,7 @@ Products are next, in ops_products.py. Builds on traced.py.
 import numpy as np
 
 from .backend import array_module, shape_of, sum_to_shape
-from .traced import Op, Traced, apply, implements, unwrap
+from .traced import LostGradientError, Op, Traced, _refuse_in_place, apply, implements, mark_used, unwrap
 
 
 def _normalize_axes(axis, ndim):
@@ -127,7 +127,7 @@ def min_(x, axis=None, keepdims=False, **kwargs):
 @implements(np.var)
 def var(x, axis=None, ddof=0, keepdims=False, **kwargs):
     """sum((x - mean)^2) / (n - ddof), composed of recorded ops (so its VJP is theirs, composed)."""
-    _no_extra("var", kwargs)
+    _no_extra("var", kwargs, "axis=, ddof= and keepdims=")
     count = int(np.prod([np.shape(unwrap(x))[a] for a in _normalize_axes(axis, np.ndim(unwrap(x)))]))
     centred = x - np.mean(x, axis=axis, keepdims=True)
     return np.sum(centred * centred, axis=axis, keepdims=keepdims) / (count - ddof)
@@ -140,13 +140,14 @@ def std(x, axis=None, ddof=0, keepdims=False, **kwargs):
 
 @implements(np.cumsum)
 def cumsum(x, axis=None, **kwargs):
-    _no_extra("cumsum", kwargs)
+    _no_extra("cumsum", kwargs, "axis=")
     return apply(CumSum(axis), x)
 
 
-def _no_extra(name, kwargs):
+def _no_extra(name, kwargs, accepted="axis= and keepdims="):
+    """Refuse keyword arguments the traced version of ``numpy.name`` does not implement (out=, dtype=, ...)."""
     if any(value is not None for value in kwargs.values()):
-        raise TypeError(f"numpy.{name} on a traced value takes axis= and keepdims= only, got {sorted(kwargs)}")
+        raise TypeError(f"numpy.{name} on a traced value takes {accepted} only, got {sorted(kwargs)}")
 
 
 # ---------------------------------------------------------------- shapes: backward undoes the move
@@ -194,13 +195,13 @@ class BroadcastTo(Op):
 @implements(np.reshape)
 def reshape(x, shape=None, **kwargs):
     shape = kwargs.pop("newshape", shape)
-    _no_extra("reshape", {k: v for k, v in kwargs.items() if k != "order" or v != "C"})
+    _no_extra("reshape", {k: v for k, v in kwargs.items() if k != "order" or v != "C"}, "a shape (order='C')")
     return apply(Reshape(shape), x)
 
 
 @implements(np.ravel)
 def ravel(x, order="C"):
-    _no_extra("ravel", {} if order == "C" else {"order": order})
+    _no_extra("ravel", {} if order == "C" else {"order": order}, "order='C'")
     return apply(Reshape(-1), x)
 
 
@@ -250,6 +251,34 @@ def atleast_1d(x):
     return x if np.ndim(unwrap(x)) >= 1 else apply(Reshape((1,)), x)
 
 
+# ---------------------------------------------------------------- filling: the fill value would escape
+# np.zeros_like(x) depends on x's shape only (traced.NON_DIFFERENTIABLE), but np.full_like(x, s) and np.full(n, s,
+# dtype) copy the value s into a plain array (np.copyto, under the hood), out of the tape's sight: refused for an
+# s that carries a gradient (np.full(n, s) without a dtype converts s first: that raises in traced.py).
+def _plain_fill(how, value):
+    if type(value) is Traced and value.root:
+        raise LostGradientError(
+            f"{how} copies a value computed from {value.root} into a plain array, so its gradient would be lost. "
+            f"Fix: write s * np.ones_like(x) (or s * np.ones(shape)), which is recorded.")
+    mark_used((value,))
+    return unwrap(value)
+
+
+@implements(np.full_like)
+def full_like(a, fill_value, *args, **kwargs):
+    mark_used((a,))
+    return np.full_like(unwrap(a), _plain_fill("numpy.full_like(x, s)", fill_value), *args, **kwargs)
+
+
+@implements(np.copyto)
+def copyto(dst, src, casting="same_kind", where=True):
+    if type(dst) is Traced:
+        raise _refuse_in_place("numpy.copyto(x, ...)", dst)
+    mark_used((where,))  # a traced mask (no gradient): its plain array
+    np.copyto(dst, _plain_fill("numpy.copyto(m, s) (also what numpy.full_like and numpy.full do)", src),
+              casting=casting, where=unwrap(where))
+
+
 # ---------------------------------------------------------------- indexing: backward scatter-adds
 class Index(Op):
     """``x[index]``, basic (ints, slices, None, ...) or advanced (integer or boolean arrays)."""
@@ -290,7 +319,7 @@ def getitem(x, index):
 
 @implements(np.take)
 def take(x, indices, axis=None, **kwargs):
-    _no_extra("take", kwargs)
+    _no_extra("take", kwargs, "indices and axis=")
     if axis is None:
         return getitem(np.reshape(x, -1), indices)
     axis = axis % np.ndim(unwrap(x))
@@ -325,7 +354,7 @@ class Concatenate(Op):
 
 @implements(np.concatenate)
 def concatenate(arrays, axis=0, **kwargs):
-    _no_extra("concatenate", kwargs)
+    _no_extra("concatenate", kwargs, "axis=")
     if axis is None:  # NumPy joins the flattened arrays: a (recorded) reshape of each, then join along 0
         arrays, axis = [np.reshape(a, -1) for a in arrays], 0
     return apply(Concatenate(axis, stacked=False), *arrays)
@@ -333,5 +362,5 @@ def concatenate(arrays, axis=0, **kwargs):
 
 @implements(np.stack)
 def stack(arrays, axis=0, **kwargs):
-    _no_extra("stack", kwargs)
+    _no_extra("stack", kwargs, "axis=")
     return apply(Concatenate(axis, stacked=True), *arrays)

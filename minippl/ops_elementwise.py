@@ -163,12 +163,30 @@ class Power(Op):
         xp = array_module(a, b)
         grad_a = grad_b = None
         if needs_input_grad[0]:
-            # d a^b/da = b a^(b-1)  (written so that a = 0 with b >= 1 stays finite)
-            grad_a = g * b * a ** (b - 1)
+            # d a^b/da = b a^(b-1): finite at a = 0 for b >= 1. Where b = 0 it is 0 (a^0 = 1 is constant), but
+            # 0 * 0^-1 is NaN at a = 0: there the exponent is b + 1 instead, so 0 * 0^1 = 0 (as torch). A Python
+            # number b (x ** 2) stays a number, so that a float32 a keeps its dtype.
+            exponent = (b + 1 if b == 0 else b - 1) if isinstance(b, (int, float)) else xp.where(b == 0, b + 1, b - 1)
+            grad_a = g * b * a ** exponent
         if needs_input_grad[1]:
             # d a^b/db = a^b log(a); 0 where a = 0 (the limit of a^b log a for b > 0)
             grad_b = g * xp.where(a == 0, 0, y * xp.log(xp.where(a == 0, 1, a)))
         return _reduced((grad_a, grad_b), (a, b), needs_input_grad)
+
+
+class Remainder(Op):
+    """``a % b`` (``np.remainder``, with b's sign) = a - floor(a / b) b: differentiable where a / b is not an
+    integer (there it jumps, and floor's slope is taken as 0, as for np.floor)."""
+    __slots__ = ()
+
+    def forward(self, a, b):
+        return array_module(a, b).remainder(a, b), (a, b)
+
+    def backward(self, inputs, g, needs_input_grad):
+        a, b = inputs
+        # d(a mod b)/da = 1 ; d(a mod b)/db = -floor(a / b)
+        grad_b = -g * array_module(a, b).floor(a / b) if needs_input_grad[1] else None
+        return _reduced((g, grad_b), inputs, needs_input_grad)
 
 
 class _Select(Op):
@@ -216,7 +234,7 @@ class LogAddExp(Op):
 
 
 UFUNC_OPS.update({np.add: Add, np.subtract: Subtract, np.multiply: Mul, np.divide: Divide, np.power: Power,
-                  np.maximum: Maximum, np.minimum: Minimum, np.logaddexp: LogAddExp})
+                  np.remainder: Remainder, np.maximum: Maximum, np.minimum: Minimum, np.logaddexp: LogAddExp})
 
 
 # ---------------------------------------------------------------- three inputs
@@ -240,6 +258,8 @@ class Where(Op):
 def where(condition, a=None, b=None):
     if a is None and b is None:
         return np.nonzero(condition)
+    if a is None or b is None:  # NumPy's own error: one branch alone would make an object array here
+        raise ValueError("either both or neither of x and y should be given")
     return apply(Where(), condition, a, b)
 
 

@@ -80,7 +80,9 @@ class Einsum(Op):
 
     def backward(self, operands, g, needs_input_grad):
         # out = sum over the other letters of prod_k x_k, so dL/dx_i = einsum(g and every x_k, k != i)
-        # into x_i's letters; a letter only x_i has was summed over alone: broadcast g back along it
+        # into x_i's letters. Along a letter only x_i has (summed over alone), or one that is size 1 in
+        # every other operand, x_i's gradient is constant: broadcast it; along one where x_i has size 1
+        # and another operand more (NumPy's einsum broadcasts size 1), sum it back (keepdims)
         xp = array_module(g)
         grads = []
         for i, needed in enumerate(needs_input_grad):
@@ -92,12 +94,14 @@ class Einsum(Op):
             target = "".join(c for c in self.inputs[i] if c in available)
             spec = ",".join([self.output] + others) + "->" + target
             grad = xp.einsum(spec, g, *[x for k, x in enumerate(operands) if k != i])
-            shape = [operands[i].shape[j] if c in available else 1 for j, c in enumerate(self.inputs[i])]
+            sizes = dict(zip(self.inputs[i], operands[i].shape))
+            grad = sum_to_shape(grad, [sizes[c] for c in target])
+            shape = [grad.shape[target.index(c)] if c in available else 1 for c in self.inputs[i]]
             grads.append(xp.broadcast_to(grad.reshape(shape), operands[i].shape))
         return tuple(grads), {}
 
 
 @implements(np.einsum)
 def einsum(subscripts, *operands, **kwargs):
-    _no_extra("einsum", {k: v for k, v in kwargs.items() if k != "optimize"})
+    _no_extra("einsum", {k: v for k, v in kwargs.items() if k != "optimize"}, "subscripts, operands and optimize=")
     return apply(Einsum(subscripts), *operands)

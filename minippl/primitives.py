@@ -4,7 +4,6 @@ Teaches: a primitive only describes a site and sends it through the handler stac
 to it (recorded, replayed, conditioned, seeded...) is decided by the handlers around it. With no handler
 active, ``sample`` simply draws, exactly as in Pyro. Builds on runtime.py, params.py and the distributions.
 """
-import contextlib
 import numbers
 
 from . import backend, traced, validation
@@ -71,22 +70,8 @@ def param(name, init=None, constraint=constraints.real, event_dim=None, *, init_
     if stack_is_empty():
         return transform.forward(unconstrained)
     msg = new_message("param", name, transform.forward, args=(unconstrained,), transform=transform,
-                      event_dim=event_dim, module_param=_reading_module)
+                      event_dim=event_dim)
     return apply_stack(msg)["value"]  # a subsampling plate may have picked its items (plate.py)
-
-
-_reading_module = False  # True while module arrays are read: their layers use the plain arrays
-
-
-@contextlib.contextmanager
-def reading_module_arrays():
-    """Mark the param reads inside as a module's arrays (the tape links them by the plain array)."""
-    global _reading_module
-    previous, _reading_module = _reading_module, True
-    try:
-        yield
-    finally:
-        _reading_module = previous
 
 
 def module(name, nn_module, update_module_params=False):
@@ -97,11 +82,11 @@ def module(name, nn_module, update_module_params=False):
     if update_module_params:
         raise NotImplementedError("module(update_module_params=True): load the param store before training instead")
     store = get_param_store()
-    with reading_module_arrays():
-        for path, array in list(nn_module.named_parameters()):
-            full_name = f"{name}$$${path}"
-            store.register_module_array(full_name, array, owner=nn_module, path=path)
-            param(full_name)
+    for path, array in list(nn_module.named_parameters()):
+        full_name = f"{name}$$${path}"
+        # unwrap: called inside a composite's forward, the module's arrays may be shown traced (nn/module.py)
+        store.register_module_array(full_name, traced.unwrap(array), owner=nn_module, path=path)
+        param(full_name)
     return nn_module
 
 

@@ -4,8 +4,9 @@ Teaches: how ``sample`` and ``param`` become *effects*. A primitive builds a mes
 the site) and hands it to the stack of active handlers; each handler may read or change it; then a
 default action fills in the value. Every handler in handlers.py is a small subclass of :class:`Messenger`.
 Builds on backend.py, traced.py (a record's output reaches the model as a traced value, and a "call"
-record, a layer or NumPy arithmetic on a traced value, runs traced.run_call) and validation.py (which
-it tells whether a model is running, so that an argument error waits for its sample statement).
+record, a layer or NumPy arithmetic on a traced value, runs forward with traced.call_plain) and
+validation.py (which it tells whether a model is running, so that an argument error waits for its
+sample statement).
 
 The stack, drawn once (a Python list; its END is the TOP)::
 
@@ -72,7 +73,7 @@ class Messenger:
 def new_message(type, name, fn, args=(), kwargs=None, value=None, **extra):
     """A site's message: everything a handler may want to know or change."""
     return {
-        "type": type,  # "sample", "param", "call" (a layer on the tape) or "plate"
+        "type": type,  # "sample", "param", "call" (a layer's or a traced NumPy op's call, on the tape) or "plate"
         "name": name, "fn": fn, "args": args, "kwargs": kwargs or {}, "value": value, "is_observed": False,
         "scale": 1.0,  # multiplies the site's log-prob (plate subsampling, scale handler)
         "mask": None,  # None or a bool array: which log-prob terms count
@@ -118,10 +119,43 @@ def default_process_message(msg):
     elif msg["type"] == "plate":
         msg["value"] = msg["fn"](msg["rng"] or backend.global_rng())  # the subsample's indices: drawn, so seeded
     elif msg["type"] == "call":
-        traced.run_call(msg)  # forward on plain arrays, keeping what backward will need
+        run_call(msg)  # forward on plain arrays, keeping what backward will need
     else:
         msg["value"] = traced.wrap_param_read(msg["fn"](*msg["args"], **msg["kwargs"]), msg["name"])
     msg["done"] = True
+
+
+def run_call(msg):
+    """The default action of a "call" record: forward on plain arrays (traced.call_plain), outputs traced. The
+    record keeps the inputs as given (traced values link the tape by identity) and the arrays the layer computes
+    with now (``param_arrays``: the tape sends each parameter's gradient to the very array forward used)."""
+    fn, inputs = msg["fn"], msg["args"]
+    msg["param_arrays"] = fn.current_parameters()
+    result = traced.call_plain(fn, "forward", *[traced.unwrap(x) for x in inputs])
+    if not (isinstance(result, tuple) and len(result) == 2):
+        raise TypeError(f"{type(fn).__name__}.forward must return (outputs, cache) because the "
+                        f"class defines backward; a module without backward may return outputs alone.")
+    check_outputs(fn, result[0])
+    traced.mark_used(inputs)
+    traced.mark_used(msg["param_arrays"].values())
+    root = _root_of(inputs) or _root_of(msg["param_arrays"].values())
+    if root is None and msg["param_arrays"]:
+        root = f"the parameters of a {type(fn).__name__} layer"
+    msg["cache"], msg["value"] = result[1], traced.wrap(result[0], root)
+
+
+def _root_of(values):
+    """The first root among traced ``values`` (None if none carries a gradient)."""
+    return next((v.root for v in values if type(v) is traced.Traced and v.root), None)
+
+
+def check_outputs(fn, outputs):
+    """A layer's outputs are an array or a tuple of arrays: the tape links each one, and would lose the gradient
+    of anything else (a list, a Python number) without a word."""
+    if not (hasattr(outputs, "shape") or type(outputs) is tuple and all(hasattr(y, "shape") for y in outputs)):
+        raise TypeError(f"{type(fn).__name__}.forward returned a {type(outputs).__name__} as its outputs: return "
+                        f"an array or a tuple of arrays (np.asarray(y), tuple(ys)), which the tape can follow; "
+                        f"it would lose the gradient of anything else.")
 
 
 def stack_is_empty():

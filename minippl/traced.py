@@ -5,18 +5,18 @@ produces (a param read, a sample drawn or replayed, a layer's output) reaches th
 value: the same array, wrapped. NumPy operations on it (``a + b * x``, ``np.exp(log_s)``, ``locs[k]``,
 ``w @ X.T``) run on the plain array and become "call" records, exactly like a layer call: the effect system
 (runtime.py, next chapters) sends them through its handler stack, where ``trace`` puts them on the tape. Each
-operation's backward is written by hand next to its forward, in ops_elementwise.py and ops_arrays.py; the tape
-(infer/tape.py) reads them backwards like any other record.
+operation's backward is written by hand next to its forward, in ops_elementwise.py, ops_arrays.py and
+ops_products.py; the tape (infer/tape.py) reads them backwards like any other record.
 
 Why a wrapper, not an ``ndarray`` subclass: it also carries CuPy arrays; NumPy hands it every ufunc and ``np.*``
-function (``__array_ufunc__``, ``__array_function__``), so nothing computes on it unseen (``np.asarray`` and C
-code silently strip a subclass); and library code must unwrap it on purpose, so the fast kernels and the
-hand-written VJPs only ever see plain arrays.
+function (``__array_ufunc__``, ``__array_function__``), so nothing computes on it unseen (C code strips a
+subclass silently); and library code unwraps it on purpose, so kernels and VJPs see only plain arrays.
 
 Nothing dangles silently. Each traced value knows its ``root``, the first param or reparameterised site it was
 computed from. A NumPy function with no hand-written VJP raises a ``TypeError`` naming it; so does an in-place
 update; converting a value that carries a gradient to a plain one (``np.asarray``, ``float()``, ``.item()``,
-``.astype(int)``) raises :class:`LostGradientError` on that very line, naming its root. Printing needs no
+``.astype(int)``) raises :class:`LostGradientError` on that very line, naming its root, and so does a layer's
+forward that computes with one it was not given as an input (forward runs on plain arrays). Printing needs no
 conversion (``print(x)``, f-strings), a value with no gradient (a discrete draw) converts freely, and the ELBO's
 structural check (infer/tape.py) catches the rest. Outside gradient computation (plain sampling, ``Predictive``,
 ``evaluate_loss``) nothing is wrapped; a leftover traced value computes as a plain array. Builds on backend.py.
@@ -36,10 +36,15 @@ class LostGradientError(RuntimeError):
 class _State:
     recording = False  # True while a gradient run's guide and model execute (Trace_ELBO turns it on)
     param_reads = {}  # id(plain array) -> its traced read, this run: a module's arrays (nn/module.py)
+    running = None  # (layer, "forward") in a gradient run, (layer, "backward") on the tape: see _refuse_inside
 
 
 def is_recording():
     return _State.recording
+
+
+def running():  # (layer, "forward" or "backward") while call_plain runs it watched, else None
+    return _State.running
 
 
 @contextlib.contextmanager
@@ -61,8 +66,8 @@ def unwrap(x):
 
 
 def wrap(value, root=None):
-    """A record's output as the model sees it: traced while recording (tuples item by item); ``root``
-    names where its gradient goes ("param 'loc'"), None for a value without one."""
+    """A record's output as the model sees it: traced while recording (tuples item by item), with ``root``
+    where its gradient goes ("param 'loc'"; None: it has none)."""
     if not _State.recording:
         return value
     if type(value) is tuple:
@@ -85,11 +90,6 @@ def traced_read_of(array):
     return _State.param_reads.get(id(array))
 
 
-def root_of(values):
-    """The first root among traced ``values`` (None if none carries a gradient)."""
-    return next((v.root for v in values if type(v) is Traced and v.root), None)
-
-
 def mark_used(values):
     """Count one use of each traced value among ``values`` (a record consumed it)."""
     for v in values:
@@ -99,8 +99,8 @@ def mark_used(values):
 
 # ---------------------------------------------------------------- recording one operation
 class Op:
-    """A recorded NumPy operation, with a layer's contract (nn/module.py) but no parameters (per-call settings,
-    such as an axis, a shape or an index, live on the instance)::
+    """A recorded NumPy operation: a layer's forward and backward (nn/module.py) without parameters. An op is built
+    for one call with its settings fixed (an axis, a shape, an index), so its backward may read them on ``self``::
 
         forward(*plain_inputs) -> (output, cache)
         backward(cache, grad_output, needs_input_grad) -> (grad_inputs, {})
@@ -115,35 +115,31 @@ class Op:
         return type(self).__name__
 
 
-def run_call(msg):
-    """The default action of a "call" record: forward on plain arrays, outputs traced. The record keeps the
-    inputs as given (traced values link the tape by identity); forward runs with recording off, so a layer's
-    own arithmetic is never recorded twice."""
-    fn, inputs = msg["fn"], msg["args"]
-    msg["param_arrays"] = fn.current_parameters()
-    with recording(False):
-        result = fn.forward(*[unwrap(x) for x in inputs])
-    if not (isinstance(result, tuple) and len(result) == 2):
-        raise TypeError(f"{type(fn).__name__}.forward must return (outputs, cache) because the "
-                        f"class defines backward; a module without backward may return outputs alone.")
-    mark_used(inputs)
-    mark_used(msg["param_arrays"].values())
-    root = root_of(inputs) or root_of(msg["param_arrays"].values())
-    if root is None and msg["param_arrays"]:
-        root = f"the parameters of a {type(fn).__name__} layer"
-    msg["cache"], msg["value"] = result[1], wrap(result[0], root)
+def call_plain(layer, phase, *args):
+    """``layer.forward(*args)`` or ``layer.backward(*args)`` (``phase``) on plain arrays, with recording off (a
+    layer's own arithmetic is never recorded twice). In a gradient run, and on the tape, it may use no traced
+    value but its inputs (which the caller unwraps): one that carries a gradient raises (_refuse_inside)."""
+    previous = _State.recording, _State.running
+    watched = phase == "backward" or previous[0] or previous[1] is not None
+    _State.recording, _State.running = False, ((layer, phase) if watched else None)
+    try:  # (set here, not with recording(False): its generator costs more than a small op's forward)
+        return getattr(layer, phase)(*args)
+    finally:
+        _State.recording, _State.running = previous
 
 
 def apply(op, *inputs):
     """``op`` on ``inputs``: a record on the tape if one is traced and we are recording."""
     if _State.recording and any(type(x) is Traced for x in inputs):
-        return send_call(op, inputs)
+        # a list operand (x @ [1.0, 2.0]) becomes the array NumPy makes of it: each backward reads arrays
+        return send_call(op, tuple(np.asarray(x) if type(x) in (list, tuple) else x for x in inputs))
+    _refuse_inside(inputs)
     return op.forward(*[unwrap(x) for x in inputs])[0]
 
 
 def send_call(fn, inputs):
     """Record a call of ``fn`` (an op or a layer): set by runtime.py, the effect system, which sends it through
-    its handler stack as a "call" message whose default action is :func:`run_call`."""
+    its handler stack as a "call" message whose default action runs forward with :func:`call_plain`."""
     raise RuntimeError("minippl.runtime is not loaded: import minippl")
 
 
@@ -157,8 +153,8 @@ NON_DIFFERENTIABLE = {
     np.isinf, np.signbit, np.sign, np.floor, np.ceil, np.rint, np.trunc, np.logical_and, np.logical_or,
     np.logical_not, np.logical_xor, np.shape, np.ndim, np.size, np.result_type, np.argmax, np.argmin,
     np.argsort, np.any, np.all, np.count_nonzero, np.nonzero, np.allclose, np.isclose, np.array_equal,
-    np.round, np.iscomplexobj, np.isrealobj, np.may_share_memory, np.shares_memory,
-    np.zeros_like, np.ones_like, np.full_like, np.empty_like,  # constants of the value's shape
+    np.round, np.iscomplexobj, np.isrealobj, np.may_share_memory, np.shares_memory, np.floor_divide,
+    np.zeros_like, np.ones_like, np.empty_like,  # constants of the value's shape (full_like: ops_arrays.py)
 }
 
 
@@ -179,12 +175,13 @@ def _unwrap_nested(x):
     return unwrap(x)
 
 
-def _mark_nested(x):
+def _traced_in(x):
+    """The traced values in ``x``: a value, or a function's arguments (nested lists, tuples and dicts)."""
     if type(x) in (list, tuple, dict):
         for v in (x.values() if type(x) is dict else x):
-            _mark_nested(v)
+            yield from _traced_in(v)
     elif type(x) is Traced:
-        x.uses += 1
+        yield x
 
 
 def _full_name(function):
@@ -197,13 +194,26 @@ def _full_name(function):
 
 
 def _no_vjp(name):
-    supported = sorted({f.__name__ for f in (*UFUNC_OPS, *FUNCTION_OPS) if not isinstance(f, str)})
+    supported = ", ".join(sorted({f.__name__ for f in (*UFUNC_OPS, *FUNCTION_OPS) if not isinstance(f, str)}))
     return TypeError(
-        f"{name} was applied to a traced value, and minippl has no hand-written derivative for it, "
-        f"so the gradient would be lost. Use the operations that have one ({', '.join(supported)}; the "
-        f"operators + - * / ** @, indexing, and the methods .sum .mean .max .min .cumsum .reshape .T "
-        f".transpose .swapaxes .squeeze .ravel .astype .copy .var .std), or write the step as a "
-        f"minippl.nn layer with forward and backward.")
+        f"{name} was applied to a traced value, and minippl has no hand-written derivative for it, so the gradient "
+        f"would be lost. Use the operations that have one ({supported}; the operators + - * / ** % @, indexing, .T, "
+        f".astype and the ndarray methods of those), or write the step as a minippl.nn layer (forward, backward).")
+
+
+def _refuse_inside(values):
+    """Inside a watched forward or backward (:func:`call_plain`), a traced value that carries a gradient would
+    compute as its plain array, unseen by the tape, and its gradient would be lost: raise instead."""
+    if _State.running is None:  # (the common case: a flag check, nothing walked)
+        return
+    value = next((v for v in _traced_in(values) if v.root), None)
+    if value is not None:
+        layer, phase = _State.running
+        fix = ("pass it as an input to the layer, or compute it outside the layer (an input: an array, not a list)"
+               if phase == "forward" else "a backward reads only its cache: put what it needs in the cache in forward")
+        raise LostGradientError(f"{type(layer).__name__}.{phase} used a value computed from {value.root} that it "
+                                f"was not given as an input, so its gradient would be lost (a layer computes on "
+                                f"plain arrays). Fix: {fix}.")
 
 
 def _refuse_in_place(what, value=None):
@@ -212,13 +222,6 @@ def _refuse_in_place(what, value=None):
         f"{what} would change a traced value{source} in place, which the tape cannot record (the records "
         f"that already used it would see another value). Compute a new array instead, e.g. x = x + 1 "
         f"or np.where(mask, new, x).")
-
-
-def _as_method(numpy_function):
-    def method(self, *args, **kwargs):
-        return numpy_function(self, *args, **kwargs)
-    method.__name__ = numpy_function.__name__
-    return method
 
 
 class Traced:
@@ -257,6 +260,7 @@ class Traced:
     # ------------------------------------------------------------ conversions
     def _escape(self, how):
         """The plain value, unless that would drop a gradient that is being computed: then raise."""
+        _refuse_inside(self)
         if _State.recording and self.root:
             raise LostGradientError(
                 f"{how} converted a value computed from {self.root} to a plain value while its gradient is "
@@ -267,8 +271,7 @@ class Traced:
         return self.data
 
     def __array__(self, dtype=None, copy=None):
-        data = self._escape("numpy.asarray / numpy.array")
-        data = to_host(data)  # CuPy: to the host, as CuPy's own arrays refuse to do silently
+        data = to_host(self._escape("numpy.asarray / numpy.array"))  # CuPy: to the host (its arrays refuse silently)
         return data if dtype is None else data.astype(dtype, copy=False)
 
     def __float__(self):
@@ -289,8 +292,7 @@ class Traced:
     def tolist(self):
         return self._escape(".tolist()").tolist()
 
-    def astype(self, dtype, copy=True):
-        """A float dtype is a recorded cast; any other is a conversion to a plain array."""
+    def astype(self, dtype, copy=True):  # a float dtype is a recorded cast; any other, a conversion to plain
         if np.dtype(dtype).kind == "f":
             return FUNCTION_OPS["astype"](self, dtype)
         return self._escape(f".astype({np.dtype(dtype).name})").astype(dtype)
@@ -308,9 +310,10 @@ class Traced:
                     f"{ufunc.__name__}(..., out=m) would write a traced result into the plain array m, where "
                     f"the tape cannot see it. Write m = m + x (a new, traced array) instead.")
         if not _State.recording:
+            _refuse_inside((inputs, kwargs))
             return getattr(ufunc, method)(*_unwrap_nested(inputs), **_unwrap_nested(kwargs))
         if method == "__call__" and ufunc in NON_DIFFERENTIABLE:
-            _mark_nested((inputs, kwargs))
+            mark_used(_traced_in((inputs, kwargs)))
             return ufunc(*_unwrap_nested(inputs), **_unwrap_nested(kwargs))
         if method == "__call__" and ufunc in UFUNC_OPS and not kwargs:
             return apply(UFUNC_OPS[ufunc](), *inputs)
@@ -325,41 +328,26 @@ class Traced:
 
     def __array_function__(self, func, types, args, kwargs):
         if not _State.recording:
+            _refuse_inside((args, kwargs))
             return func(*_unwrap_nested(args), **_unwrap_nested(kwargs))
         if func in FUNCTION_OPS:
             return FUNCTION_OPS[func](*args, **kwargs)
         if func in NON_DIFFERENTIABLE:
-            _mark_nested((args, kwargs))
+            mark_used(_traced_in((args, kwargs)))
             return func(*_unwrap_nested(args), **_unwrap_nested(kwargs))
         raise _no_vjp(_full_name(func))
 
-    # ------------------------------------------------------------ operators: NumPy's ufuncs
-    __add__ = lambda self, other: np.add(self, other)  # noqa: E731 (one line each, as NumPy's table)
-    __radd__ = lambda self, other: np.add(other, self)  # noqa: E731
-    __sub__ = lambda self, other: np.subtract(self, other)  # noqa: E731
-    __rsub__ = lambda self, other: np.subtract(other, self)  # noqa: E731
-    __mul__ = lambda self, other: np.multiply(self, other)  # noqa: E731
-    __rmul__ = lambda self, other: np.multiply(other, self)  # noqa: E731
-    __truediv__ = lambda self, other: np.divide(self, other)  # noqa: E731
-    __rtruediv__ = lambda self, other: np.divide(other, self)  # noqa: E731
-    __pow__ = lambda self, other: np.power(self, other)  # noqa: E731
-    __rpow__ = lambda self, other: np.power(other, self)  # noqa: E731
-    __matmul__ = lambda self, other: np.matmul(self, other)  # noqa: E731
-    __rmatmul__ = lambda self, other: np.matmul(other, self)  # noqa: E731
+    # ------------------------------------------------------------ operators: NumPy's ufuncs (set below)
     __neg__ = lambda self: np.negative(self)  # noqa: E731
     __pos__ = lambda self: np.positive(self)  # noqa: E731
     __abs__ = lambda self: np.absolute(self)  # noqa: E731
-    __lt__ = lambda self, other: np.less(self, other)  # noqa: E731
-    __le__ = lambda self, other: np.less_equal(self, other)  # noqa: E731
-    __gt__ = lambda self, other: np.greater(self, other)  # noqa: E731
-    __ge__ = lambda self, other: np.greater_equal(self, other)  # noqa: E731
-    __eq__ = lambda self, other: np.equal(self, other)  # noqa: E731
-    __ne__ = lambda self, other: np.not_equal(self, other)  # noqa: E731
+    __divmod__ = lambda self, other: (self // other, self % other)  # noqa: E731
+    __rdivmod__ = lambda self, other: (other // self, other % self)  # noqa: E731
 
     def _in_place(self, *_):
-        raise _refuse_in_place("an augmented assignment (+=, -=, *=, /=, **=, @=)", self)
+        raise _refuse_in_place("an augmented assignment (+=, -=, *=, /=, //=, %=, **=, @=)", self)
 
-    __iadd__ = __isub__ = __imul__ = __itruediv__ = __ipow__ = __imatmul__ = _in_place
+    __iadd__ = __isub__ = __imul__ = __itruediv__ = __ifloordiv__ = __imod__ = __ipow__ = __imatmul__ = _in_place
 
     def __setitem__(self, index, value):
         raise _refuse_in_place("item assignment (x[...] = ...)", self)
@@ -370,13 +358,6 @@ class Traced:
     # ------------------------------------------------------------ methods: NumPy's functions
     def __getitem__(self, index):
         return FUNCTION_OPS["getitem"](self, index)
-
-    # x.sum(axis) is np.sum(x, axis): an ndarray method takes its NumPy function's arguments in the same order,
-    # so each method below hands itself to that function (back to __array_function__; prod raises: no VJP)
-    sum, mean, max, min, cumsum, var, std, prod = map(
-        _as_method, (np.sum, np.mean, np.max, np.min, np.cumsum, np.var, np.std, np.prod))
-    swapaxes, squeeze, dot, argmax, argmin, any, all = map(
-        _as_method, (np.swapaxes, np.squeeze, np.dot, np.argmax, np.argmin, np.any, np.all))
 
     def reshape(self, *shape):
         return np.reshape(self, shape[0] if len(shape) == 1 else shape)
@@ -394,3 +375,26 @@ class Traced:
 
     def copy(self):
         return FUNCTION_OPS["copy"](self)
+
+    def __getattr__(self, name):
+        """Any other ndarray method: ``x.sum(axis)`` is ``np.sum(x, axis)`` (same arguments, same order), where
+        that function has a VJP or needs none (``x.take``, ``x.argsort``); while recording, no other has one."""
+        if name[:1] == "_" or not callable(getattr(np.ndarray, name, None)):
+            raise AttributeError(f"'Traced' object (a traced array) has no attribute {name!r}")
+        function = getattr(np, name, None)
+        if function in FUNCTION_OPS or function in NON_DIFFERENTIABLE:
+            return lambda *args, **kwargs: function(self, *args, **kwargs)
+        _refuse_inside(self)
+        if not _State.recording:
+            return getattr(self.data, name)  # a leftover traced value computes as its plain array
+        raise AttributeError(str(_no_vjp(f"x.{name}() (numpy.ndarray.{name})")))
+
+
+# x + y is np.add(x, y) and 2 * x, reflected, np.multiply(2, x): as an ndarray's, each operator is its ufunc
+for _name, _ufunc in (("add", np.add), ("sub", np.subtract), ("mul", np.multiply), ("truediv", np.divide),
+                      ("pow", np.power), ("matmul", np.matmul), ("floordiv", np.floor_divide), ("mod", np.remainder)):
+    setattr(Traced, f"__{_name}__", lambda self, other, ufunc=_ufunc: ufunc(self, other))
+    setattr(Traced, f"__r{_name}__", lambda self, other, ufunc=_ufunc: ufunc(other, self))
+for _name, _ufunc in (("lt", np.less), ("le", np.less_equal), ("gt", np.greater), ("ge", np.greater_equal),
+                      ("eq", np.equal), ("ne", np.not_equal)):
+    setattr(Traced, f"__{_name}__", lambda self, other, ufunc=_ufunc: ufunc(self, other))

@@ -42,6 +42,8 @@ def check_layer(layer, *inputs, outputs=None):
 
     def vjp(cotangent, **values):
         out, cache = run(**values)
+        for name in param_names:  # backward reads only its cache: a parameter rebound now must change nothing
+            layer.set_parameter(name, np.full_like(values[name], np.nan))
         if isinstance(out, tuple):  # split the flat cotangent back into one per output
             picked = range(len(out)) if outputs is None else outputs
             grads, start = [None] * len(out), 0
@@ -125,16 +127,16 @@ class LocScaleHead(nn.Module):
 
     def forward(self, x):
         scale = np.exp(x @ self.v.T)
-        return (x @ self.w.T, scale), (x, scale)
+        return (x @ self.w.T, scale), (x, scale, self.w, self.v)  # backward reads only its cache
 
     def backward(self, cache, grad_outputs, needs_input_grad):
         # dL/dW = g_loc^T x ; dL/dv = (g_scale scale)^T x ; dL/dx = g_loc W + (g_scale scale) v
-        x, scale = cache
+        x, scale, w, v = cache
         grad_loc, grad_scale = grad_outputs  # None: that output received no gradient
-        grad_loc = np.zeros((len(x), len(self.w))) if grad_loc is None else grad_loc
+        grad_loc = np.zeros((len(x), len(w))) if grad_loc is None else grad_loc
         grad_scale = np.zeros_like(scale) if grad_scale is None else grad_scale
         grad_pre = grad_scale * scale
-        grad_x = grad_loc @ self.w + grad_pre @ self.v if needs_input_grad[0] else None
+        grad_x = grad_loc @ w + grad_pre @ v if needs_input_grad[0] else None
         return (grad_x,), {"w": grad_loc.T @ x, "v": grad_pre.T @ x}
 
 

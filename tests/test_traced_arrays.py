@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from minippl import traced
+from minippl.traced import LostGradientError, Traced
 
 from traced_check import SETTINGS, any_shape, arrays, check_traced_vjp, nonzero, seeds, shapes, some_shape, tape_vjp, traced_run
 
@@ -236,6 +237,63 @@ def test_einsum(spec, data, seed):
     sizes = {c: data.draw(st.integers(1, 3)) for c in sorted(set("".join(operands)))}
     inputs = {f"x{i}": data.draw(arrays(tuple(sizes[c] for c in letters))) for i, letters in enumerate(operands)}
     check_traced_vjp(lambda **xs: np.einsum(spec, *(xs[f"x{i}"] for i in range(len(operands)))), inputs, seed)
+
+
+@SETTINGS
+@pytest.mark.parametrize("spec", EINSUMS)
+@given(data=st.data(), seed=seeds)
+def test_einsum_broadcasting_size_1(spec, data, seed):
+    """An operand may have size 1 along a letter another has larger (NumPy's einsum broadcasts it): its gradient
+    is summed back down, and the other's broadcast up."""
+    operands = spec.replace(" ", "").partition("->")[0].split(",")
+    sizes = {c: data.draw(st.integers(2, 3)) for c in sorted(set("".join(operands)))}
+    inputs = {f"x{i}": data.draw(arrays(tuple(1 if data.draw(st.booleans()) else sizes[c] for c in letters)))
+              for i, letters in enumerate(operands)}
+    check_traced_vjp(lambda **xs: np.einsum(spec, *(xs[f"x{i}"] for i in range(len(operands)))), inputs, seed)
+
+
+def test_einsum_sums_a_broadcast_size_1_dim_back():
+    a, b = np.array([[0.5, -1.0, 2.0]]), np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 4.0]])  # (1, 3) against (2, 3)
+    check_traced_vjp(lambda a, b: np.einsum("ij,ij->ij", a, b), {"a": a, "b": b})
+    np.testing.assert_allclose(tape_vjp(lambda a, b: np.einsum("ij,ij->ij", a, b), {"a": a, "b": b},
+                                        np.ones((2, 3)))["a"], b.sum(axis=0, keepdims=True))
+
+
+# ---------------------------------------------------------------- filling and keyword arguments
+def test_a_fill_value_that_carries_a_gradient_is_refused():
+    x, s = Traced(np.ones(3), "param 'x'"), Traced(np.array(2.0), "param 's'")
+    with traced.recording():
+        for fill in (lambda: np.full_like(x, s), lambda: np.full_like(np.ones(3), s),
+                     lambda: np.full(3, s, dtype=float), lambda: np.full(3, s)):
+            with pytest.raises(LostGradientError, match="param 's'"):
+                fill()
+        with pytest.raises(LostGradientError, match=r"s \* np\.ones_like\(x\)"):
+            np.full_like(x, s)
+        # x's shape is all np.full_like takes from x; a fill value without a gradient (a discrete draw) is fine
+        for got in (np.full_like(x, 3.0), np.full_like(x, Traced(np.array(3.0))), np.zeros_like(x) + 3.0):
+            np.testing.assert_array_equal(got if type(got) is not Traced else got.data, np.full(3, 3.0))
+    check_traced_vjp(lambda x, s: s * np.ones_like(x) + x, {"x": np.ones(3), "s": np.array(2.0)})  # the fix
+
+
+KEYWORDS = {  # a call with a keyword the traced version does not take: what it does take
+    "np.sum dtype=": (lambda x: np.sum(x, dtype=np.float32), "axis= and keepdims="),
+    "np.cumsum dtype=": (lambda x: np.cumsum(x, dtype=np.float32), "axis="),
+    "np.var out=": (lambda x: np.var(x, out=np.empty(())), "axis=, ddof= and keepdims="),
+    "np.reshape order=": (lambda x: np.reshape(x, 4, order="F"), "a shape (order='C')"),
+    "np.ravel order=": (lambda x: np.ravel(x, order="F"), "order='C'"),
+    "np.take mode=": (lambda x: np.take(x, [0], mode="clip"), "indices and axis="),
+    "np.concatenate dtype=": (lambda x: np.concatenate([x, x], dtype=np.float32), "axis="),
+    "np.stack out=": (lambda x: np.stack([x, x], out=np.empty((2, 2, 2))), "axis="),
+    "np.einsum dtype=": (lambda x: np.einsum("ij->i", x, dtype=np.float32), "subscripts, operands and optimize="),
+}
+
+
+@pytest.mark.parametrize("name", list(KEYWORDS))
+def test_an_unsupported_keyword_names_what_is_accepted(name):
+    call, accepted = KEYWORDS[name]
+    with traced.recording(), pytest.raises(TypeError) as info:
+        call(Traced(np.ones((2, 2)), "param 'x'"))
+    assert f"takes {accepted} only" in str(info.value)
 
 
 # ---------------------------------------------------------------- casts and copies

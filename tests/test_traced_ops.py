@@ -22,12 +22,13 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from minippl import handlers, traced
 from minippl.traced import Traced
 
 from traced_check import (SETTINGS, any_shape, arrays, axes, bands, bases, check_traced_vjp, distinct, exponents,
-                          nonzero, on_grid, seeds, shapes, some_shape, tape_vjp)
+                          nonzero, on_grid, seeds, shapes, some_shape, tape_vjp, traced_run)
 
 
 # ---------------------------------------------------------------- operators and binary ufuncs
@@ -77,6 +78,40 @@ def test_binary_ops_broadcast_in_either_order(name, operands, data, s, seed):
 def test_integer_powers_of_negative_numbers(data, shape, seed):
     x = data.draw(arrays(shape))
     check_traced_vjp(lambda x: x ** 2 + x ** 3 - 0.5 * np.power(x, 4) + x ** 1.0, {"x": x}, seed)
+
+
+def test_the_power_of_zero_has_slope_zero_even_at_zero():
+    """d a^0/da = 0 everywhere (a^0 = 1): at a = 0 too, where b a^(b-1) would be 0 * 0^-1 = NaN (torch: 0)."""
+    a = np.array([0.0, 0.0, 2.0, -1.5])
+    for b, expected in [(0, 0.0), (0.0, 0.0), (np.zeros(4), 0.0), (np.array([0.0, 2.0, 0.0, 3.0]), [0, 0, 0, 6.75])]:
+        with np.errstate(all="raise"):  # no 0^-1 computed on the way
+            grads = tape_vjp(lambda a: a ** b, {"a": a}, np.ones(4))
+        np.testing.assert_array_equal(grads["a"], np.broadcast_to(expected, (4,)))
+    check_traced_vjp(lambda a: a ** 0 + a ** np.array([0.0, 1.0, 2.0]), {"a": np.array([0.5, -1.0, 2.0])})
+    x32 = np.array([0.0, 1.5], np.float32)  # a Python exponent keeps a float32 base's dtype in the backward
+    leaves, out, records = traced_run(lambda x: x ** 2, {"x": x32})
+    (grad, _), _ = records[0]["fn"].backward(records[0]["cache"], np.ones(2, np.float32), (True, False))
+    assert out.dtype == grad.dtype == np.float32
+
+
+@SETTINGS
+@pytest.mark.parametrize("spelling", ["a % b", "np.remainder", "a % 1.5", "2.5 % b", "divmod(a, b)"])
+@given(data=st.data(), shape=any_shape, seed=seeds)
+def test_remainder(spelling, data, shape, seed):
+    """a % b = a - floor(a / b) b: d/da = 1, d/db = -floor(a / b); a / b stays 0.2 or more from an integer."""
+    k = data.draw(hnp.arrays(np.int64, shape, elements=st.integers(1, 3)))
+    u = data.draw(arrays(shape, 0.2, 0.8))
+    b = data.draw(bands(shape, (-2.0, -0.5), (0.5, 2.0)))
+    sign = data.draw(hnp.arrays(bool, shape)) * 2 - 1
+    a = (sign * k + u) * b
+    expr, inputs = {
+        "a % b": (lambda a, b: a % b, {"a": a, "b": b}),
+        "np.remainder": (lambda a, b: np.remainder(a, b), {"a": a, "b": b}),
+        "a % 1.5": (lambda a: a % 1.5, {"a": (sign * k + u) * 1.5}),
+        "2.5 % b": (lambda b: 2.5 % b, {"b": 2.5 / (sign * k + u)}),
+        "divmod(a, b)": (lambda a, b: divmod(a, b)[1] + divmod(a, b)[0], {"a": a, "b": b}),
+    }[spelling]
+    check_traced_vjp(expr, inputs, seed)
 
 
 def test_an_operand_used_twice_collects_both_gradients():
@@ -313,6 +348,39 @@ def test_out_into_a_plain_array_while_recording_raises():
     x, buffer = Traced(np.array([3.0, 1.0])), np.empty(2)
     with traced.recording(), pytest.raises(TypeError, match=r"numpy\.exp\(\.\.\., out=m\).*m = m \+ x"):
         np.exp(x, out=buffer)
+
+
+def test_where_with_one_branch_raises_as_numpy_does():
+    x = Traced(np.array([1.0, -2.0]), "param 'x'")
+    for recording in (False, True):
+        with traced.recording(recording):
+            with pytest.raises(ValueError, match="either both or neither of x and y"):
+                np.where(x > 0, x)
+
+
+def test_a_list_operand_is_an_array():
+    for expr in (lambda x: x @ [1.0, -2.0], lambda x: [0.5, 2.0] @ x.T, lambda x: x ** [1.0, 2.0],
+                 lambda x: np.einsum("ij,j->i", x, [1.0, 3.0]), lambda x: np.where([True, False], x, [4.0, 5.0])):
+        check_traced_vjp(expr, {"x": np.array([[0.5, 1.5], [2.0, 1.25], [0.75, 3.0]])})
+
+
+def test_methods_and_operators_without_a_derivative_compute_or_name_themselves():
+    a = np.array([[1.25, -2.5], [3.75, 0.5]])
+    x = Traced(a, "param 'x'")
+    with traced.recording():
+        # piecewise constant: plain results (their gradient is 0), as np.floor
+        for got, expected in [(x.round(), a.round()), (x // 2, a // 2), (3 // x, 3 // a), (x.argsort(), a.argsort()),
+                              (divmod(x, 2)[0], a // 2), (x.nonzero()[0], a.nonzero()[0])]:
+            assert type(got) is np.ndarray
+            np.testing.assert_array_equal(got, expected)
+        assert type(x.take([0, 3])) is Traced and type(x.sum()) is Traced and type(x % 2) is Traced
+        for method in ("repeat", "cumprod", "prod", "trace"):
+            with pytest.raises(AttributeError, match=rf"x\.{method}\(\) \(numpy\.ndarray\.{method}\).*no hand-written"):
+                getattr(x, method)
+        with pytest.raises(AttributeError, match="no attribute 'not_a_method'"):
+            x.not_a_method
+    np.testing.assert_array_equal(x.repeat(2), a.repeat(2))  # not recording: as the plain array
+    check_traced_vjp(lambda x: x.take([0, 3, 0]) * x.sum(axis=1).max(), {"x": a})
 
 
 @pytest.mark.parametrize("recording", [False, True])

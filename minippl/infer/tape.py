@@ -37,14 +37,16 @@ How one encoder weight of the VAE (examples/vae_mnist.py) gets its gradient:
    through its transform (the identity for a weight) and hands it to the param store's name. Three files hold
    the whole story: this one, nn/layers.py (Dense.backward) and elbo.py (the site terms).
 
-Nothing dangles silently: converting a traced value to a plain one raises where it happens (traced.py), and
-:func:`check_nothing_dangles` runs before every backward pass for what only the finished traces show. Builds on
-handlers.py (the traces) and traced.py.
+Nothing dangles silently. What would lose a gradient raises where it happens (traced.py): converting a traced
+value to a plain one, a layer's forward computing with one it was not given, a backward reading more than its
+cache (each runs under traced.call_plain). :func:`check_nothing_dangles` runs before every backward pass for what
+only the finished traces show; an error inside a backward names its record; and arrays that are not in the
+param store, so would not be trained, get a warning (nn/module.py's). Builds on handlers.py (the traces),
+traced.py and nn/module.py.
 """
-import warnings
-
 from .. import backend
-from ..traced import LostGradientError, Traced, unwrap
+from ..nn.module import warn_unregistered
+from ..traced import LostGradientError, Traced, call_plain, unwrap
 
 
 def _outputs(value):
@@ -60,6 +62,26 @@ def produced_values(msg):
     if msg["type"] == "call":
         return _outputs(msg["value"])
     return ()
+
+
+def produced_by(guide_trace, model_trace):
+    """``{id: value}`` of every value the two traces' records produced (holding the values keeps those ids
+    unique): what :func:`check_nothing_dangles` and the tape look values up in. One pass over the records."""
+    produced = {}
+    for tr in (guide_trace, model_trace):
+        for msg in tr.records:
+            for value in produced_values(msg):
+                if hasattr(value, "shape"):
+                    produced[id(value)] = value
+    return produced
+
+
+def from_an_earlier_run(value, used_by="a record"):
+    """The error for a traced value that no record of this run produced: kept from an earlier step or call."""
+    return LostGradientError(
+        f"{used_by} uses a value computed from {value.root or 'a traced value'} in an earlier run (an earlier step, "
+        f"or an earlier call of the model), so its gradient has no record to flow to. Do not keep values of one "
+        f"step for the next: read the param or sample the site again in each run.")
 
 
 def backpropagate(model_trace, guide_trace, site_gradients):
@@ -87,7 +109,7 @@ def backpropagate(model_trace, guide_trace, site_gradients):
     True
     >>> minippl.clear_param_store()
     """
-    tape = GradientTape(guide_trace, model_trace)
+    tape = GradientTape(produced_by(guide_trace, model_trace))
     for side, tr in (("model", model_trace), ("guide", guide_trace)):
         for msg in reversed(tr.records):
             tape.backward(msg, site_gradients(side, msg, tape) if msg["type"] == "sample" else None)
@@ -95,15 +117,10 @@ def backpropagate(model_trace, guide_trace, site_gradients):
 
 
 class GradientTape:
-    """Accumulates ``d loss / d value`` while the records are read in reverse."""
+    """Accumulates ``d loss / d value`` while the records are read in reverse; ``produced``: :func:`produced_by`."""
 
-    def __init__(self, *traces):
-        self.produced = {}  # id -> the value: keeps ids unique while the tape lives
-        for tr in traces:
-            for msg in tr.records:
-                for value in produced_values(msg):
-                    if hasattr(value, "shape"):
-                        self.produced[id(value)] = value
+    def __init__(self, produced):
+        self.produced = produced  # id -> the value: keeps ids unique while the tape lives
         self.grads = {}
         self.param_grads = {}  # param name -> d loss / d unconstrained value
         self._warned_layers = set()
@@ -113,10 +130,7 @@ class GradientTape:
         if id(x) in self.produced:
             return True
         if type(x) is Traced:
-            raise RuntimeError(
-                "a traced value from an earlier run (an earlier step, or an earlier call of the model) "
-                "was used again, so its gradient has no record to flow to. Do not keep values of one "
-                "step for the next: read the param or sample the site again in each run.")
+            raise from_an_earlier_run(x)
         return False
 
     def accumulate(self, x, grad):
@@ -150,7 +164,11 @@ class GradientTape:
             return
         needs_input_grad = tuple(self.is_traced(x) for x in inputs)
         grad_out = tuple(grad_outputs) if isinstance(msg["value"], tuple) else grad_outputs[0]
-        grad_inputs, grad_params = layer.backward(msg["cache"], grad_out, needs_input_grad)
+        try:
+            grad_inputs, grad_params = call_plain(layer, "backward", msg["cache"], grad_out, needs_input_grad)
+        except Exception as error:  # say which record failed: the traceback alone shows only the backward's line
+            raise RuntimeError(f"the backward of a recorded {type(layer).__name__} raised {type(error).__name__}: "
+                               f"{error}") from error
         for x, g in zip(inputs, grad_inputs):
             self.accumulate(x, g)
         used = msg["param_arrays"]  # the layer's current_parameters() at the call
@@ -162,17 +180,10 @@ class GradientTape:
                     f"A layer's current_parameters() must return every array its backward returns a "
                     f"gradient for, under the same name (the layer contract in minippl/nn/module.py).")
             weight = used[path]
-            if not self.is_traced(weight):
-                self._warn_unregistered(layer)
+            if not self.is_traced(weight) and id(layer) not in self._warned_layers:
+                self._warned_layers.add(id(layer))  # once per layer and step
+                warn_unregistered(layer)
             self.accumulate(weight, g)
-
-    def _warn_unregistered(self, layer):
-        if id(layer) not in self._warned_layers:
-            self._warned_layers.add(id(layer))
-            warnings.warn(
-                f"the parameters of a {type(layer).__name__} layer receive gradients but are not in the "
-                f"param store, so they will not be trained: register the network with "
-                f"minippl.module('name', net) in the model or guide that uses it.", stacklevel=4)
 
     def _backward_param(self, msg):
         traced_read, plain = msg["value"], unwrap(msg["value"])
@@ -228,29 +239,19 @@ def check_nothing_dangles(model_trace, guide_trace):
     2. a value carrying a gradient was stored by a distribution no sample site used (its ``rsample()`` or
        ``log_prob()`` was called directly, and those do not record), and nothing else used it.
     """
-    produced, consumers = set(), []
+    produced = produced_by(guide_trace, model_trace)
     for tr in (guide_trace, model_trace):
         for msg in tr.records:
             if msg["type"] in ("call", "sample"):
-                consumers.append(msg)
-            produced.update(id(value) for value in produced_values(msg))
-    for msg in consumers:
-        for value in _inputs(msg):
-            if type(value) is Traced and id(value) not in produced:
-                raise LostGradientError(
-                    f"{_describe(msg)} uses a value computed from {value.root or 'a traced value'} in an earlier "
-                    f"run (an earlier step, or an earlier call of the model), so its gradient has no record to "
-                    f"flow to. Do not keep values of one step for the next: read the param or sample the site "
-                    f"again in each run.")
-    for tr in (guide_trace, model_trace):
-        for msg in tr.records:
-            for value in produced_values(msg):
-                if type(value) is Traced and value.uses == 0 and value.held_by and value.root:
-                    raise LostGradientError(
-                        f"a value computed from {value.root} was passed to {value.held_by}, which no sample "
-                        f"site used, and reached no other record, so its gradient is lost: a distribution's "
-                        f"rsample() and log_prob() called directly do not record. Fix: draw it with "
-                        f"minippl.sample('name', {value.held_by}(...)).")
+                for value in _inputs(msg):
+                    if type(value) is Traced and id(value) not in produced:
+                        raise from_an_earlier_run(value, _describe(msg))
+    for value in produced.values():
+        if type(value) is Traced and value.uses == 0 and value.held_by and value.root:
+            raise LostGradientError(
+                f"a value computed from {value.root} was passed to {value.held_by}, which no sample site used, and "
+                f"reached no other record, so its gradient is lost: a distribution's rsample() and log_prob() "
+                f"called directly do not record. Fix: draw it with minippl.sample('name', {value.held_by}(...)).")
 
 
 def _inputs(msg):

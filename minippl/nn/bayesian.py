@@ -84,8 +84,8 @@ class PyroModule(Module):
 
     Each call of the root module reads every attribute at most once (a cache cleared when the
     call returns), so a Bayesian layer's forward and its call record see one weight (and its
-    backward, which reads only forward's cache, sees it too); a read outside any call is its
-    own site and draws afresh. Don't also register a PyroModule with ``minippl.module``: its
+    backward, which reads only forward's cache, sees it too: a read there raises); a read outside
+    any call is its own site and draws afresh. Don't also register a PyroModule with ``minippl.module``: its
     state is in the param store already, by path, and ``get_param_store().save/load`` covers it.
 
     >>> import numpy as np, minippl, minippl.distributions as dist
@@ -174,10 +174,16 @@ class PyroModule(Module):
         # only reached when normal lookup fails: Pyro attributes are kept out of __dict__
         state = self.__dict__
         if name in state.get("_pyro_samples", ()) or name in state.get("_pyro_params", ()):
+            running = traced.running()
+            if running is not None and running[1] == "backward":  # a read here would be a site of its own
+                raise RuntimeError(
+                    f"{type(running[0]).__name__}.backward read self.{name}; a backward reads only its cache "
+                    f"(the layer contract, nn/module.py): put {name} in the cache in forward. Read here, it "
+                    f"would be a new {'sample' if name in state['_pyro_samples'] else 'param'} site of its own.")
             with self._pyro_context:
                 value = self._pyro_read(name)
             # In a gradient run the site's value is traced, and model code computes on it as such.
-            # A layer's forward runs with recording off (traced.run_call) and computes on plain
+            # A layer's forward runs with recording off (traced.call_plain) and computes on plain
             # arrays, fused kernels included: there the read is the plain array. (The tape links
             # the layer call to the traced value, which current_parameters() gives the record.)
             return value if traced.is_recording() else traced.unwrap(value)
@@ -209,10 +215,10 @@ class PyroModule(Module):
         for name in self._parameter_names:
             fullname = self._pyro_fullname(name)
             if fullname not in cache:
-                # the store keeps this very array (or, after a load, rebinds the module to its own)
-                store.register_module_array(fullname, getattr(self, name), owner=self, path=name)
-                with primitives.reading_module_arrays():
-                    cache[fullname] = primitives.param(fullname)
+                # the store keeps this very array (or, after a load, rebinds the module to its own); unwrap:
+                # an enclosing composite may show it traced (module.py)
+                store.register_module_array(fullname, traced.unwrap(getattr(self, name)), owner=self, path=name)
+                cache[fullname] = primitives.param(fullname)
         for name in self._module_names:
             child = getattr(self, name)
             fullname = self._pyro_fullname(name)

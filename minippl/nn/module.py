@@ -5,6 +5,8 @@ A *layer* writes forward and backward by hand and records each call as a "call" 
 ELBO can run its backward over the trace; a *composite* only calls layers and needs no backward of its own.
 Builds on backend.py, traced.py and runtime.py.
 """
+import warnings
+
 import numpy as np
 
 from .. import backend, runtime, traced
@@ -26,14 +28,16 @@ class Module:
     The layer contract: **backward reads only its cache**, never an attribute of ``self``; forward puts in the
     cache whatever backward needs (the weights it used, whether it added a bias, a setting such as softplus's
     beta). Backward runs later, when an attribute may have been rebound (an optimiser step, ``set_parameter``)
-    or, for a Bayesian layer (bayesian.py), sampled afresh: the cache holds exactly what forward used.
+    or, for a Bayesian layer (bayesian.py), sampled afresh: the cache holds exactly what forward used (and a
+    Bayesian layer's backward that reads a random attribute raises). Forward, in a gradient run, computes on
+    its inputs and its parameters only: a traced value it holds otherwise raises (traced.py).
 
-    ``outputs`` is an array or a tuple of arrays; ``grad_outputs`` has the same structure (None for a tuple
-    entry that received no gradient). ``needs_input_grad`` holds one bool per input, ``grad_inputs`` one
-    gradient per input, None (and never computed) where not needed. ``grad_params`` maps parameter names, as
-    :meth:`current_parameters` gives them, to their gradients. A backward never writes into ``grad_outputs``
-    or the cache and may return ``grad_outputs`` itself (or a view of it), so whoever accumulates gradients
-    must not add into a received array in place.
+    ``outputs`` is an array or a tuple of arrays (anything else raises); ``grad_outputs`` has the same structure
+    (None for a tuple entry that received no gradient). ``needs_input_grad`` holds one bool per input,
+    ``grad_inputs`` one gradient per input, None (and never computed) where not needed. ``grad_params`` maps
+    parameter names, as :meth:`current_parameters` gives them, to their gradients. A backward never writes into
+    ``grad_outputs`` or the cache and may return ``grad_outputs`` itself (or a view of it), so whoever
+    accumulates gradients must not add into a received array in place.
 
     >>> class Scale(Module):                     # a layer: y = w * x
     ...     def __init__(self):
@@ -187,35 +191,57 @@ class Module:
 
     def __call__(self, *inputs, **kwargs):
         if not self._is_layer:
-            if self._parameter_names and traced.is_recording():
+            if traced.is_recording():
                 return self._forward_with_traced_arrays(inputs, kwargs)
             return self.forward(*inputs, **kwargs)
         if kwargs:
             raise TypeError(f"{type(self).__name__} is a layer: pass its inputs positionally "
                             f"(got keywords {sorted(kwargs)}), the trace records them as a tuple")
+        reads = self.__dict__.get("_traced_reads")
+        if reads:  # inside a composite that shows this layer's arrays traced: its own call computes on plain ones
+            _show(self, None)
+            try:
+                return self._call_layer(inputs)
+            finally:
+                _show(self, reads)
+        return self._call_layer(inputs)
+
+    def _call_layer(self, inputs):
         if runtime.stack_is_empty():
             # nothing is recording: run forward on plain arrays and drop the cache backward would need
             result = self.forward(*[traced.unwrap(x) for x in inputs])
             if type(result) is not tuple or len(result) != 2:
                 raise TypeError(f"{type(self).__name__}.forward must return (outputs, cache), "
                                 f"because the class defines backward")
+            runtime.check_outputs(self, result[0])
             return result[0]
         return runtime.send_call(self, inputs)
 
     def _forward_with_traced_arrays(self, inputs, kwargs):
-        """A composite's forward is plain NumPy code: while it runs in a gradient run, its own arrays
-        are their traced param reads (registered with ``minippl.module``), so ``x @ self.w`` is on the
-        tape as in PyTorch. Layers keep the plain arrays: their backward is written by hand."""
-        plain = {name: self.__dict__[name] for name in self._parameter_names}
-        reads = {name: traced.traced_read_of(array) for name, array in plain.items()}
-        for name, read in reads.items():
-            if read is not None:
-                object.__setattr__(self, name, read)
+        """A composite's forward is plain NumPy code: while it runs in a gradient run, the arrays of its whole
+        subtree are their traced param reads (registered with ``minippl.module``), so ``x @ self.w``, and a tied
+        ``x @ self.enc.weight``, are on the tape as in PyTorch. A layer called inside computes on its plain
+        arrays again for its own call (``__call__``): its backward is written by hand. Its own arrays that are
+        not in the param store would not be trained: a warning says so."""
+        shown = []
+        for _, module in self.named_modules():
+            if "_traced_reads" in module.__dict__:  # an enclosing composite shows them already
+                continue
+            reads = {}
+            for name in module._parameter_names:
+                reads[name] = traced.traced_read_of(module.__dict__[name])
+                if reads[name] is None:
+                    del reads[name]
+                    if module is self:
+                        warn_unregistered(self)
+            if reads:
+                _show(module, reads)
+                shown.append(module)
         try:
             return self.forward(*inputs, **kwargs)
         finally:
-            for name, array in plain.items():
-                object.__setattr__(self, name, array)
+            for module in shown:
+                _show(module, None)
 
     # ------------------------------------------------------------ printing
     def extra_repr(self):
@@ -229,6 +255,25 @@ class Module:
             return f"{type(self).__name__}({self.extra_repr()})"
         settings = [f"  {self.extra_repr()}"] if self.extra_repr() else []
         return f"{type(self).__name__}(\n" + "\n".join(settings + children) + "\n)"
+
+
+def _show(module, reads):
+    """Rebind ``module``'s arrays to their traced ``reads`` ({name: read}), or (None) back to the plain arrays."""
+    if reads is not None:
+        object.__setattr__(module, "_traced_reads", reads)
+        for name, read in reads.items():
+            object.__setattr__(module, name, read)
+        return
+    for name, read in module.__dict__.pop("_traced_reads").items():
+        if module.__dict__.get(name) is read:  # (not if forward rebound it)
+            object.__setattr__(module, name, read.data)
+
+
+def warn_unregistered(module):
+    """The warning for a module whose arrays are used in a gradient run but are not in the param store."""
+    warnings.warn(f"the parameters of a {type(module).__name__} module are used in a gradient computation but are "
+                  f"not in the param store, so they will not be trained: register the network with "
+                  f"minippl.module('name', net) in the model or guide that uses it.", stacklevel=4)
 
 
 class Sequential(Module):
