@@ -314,8 +314,8 @@ def fusable(name):
 
     The one dispatch point between the teaching files and minippl/kernels: under the "numba"
     backend, a call is first offered to ``kernels.registry.ENTRIES[name]`` for the device of its
-    first argument (an array, or a list whose first item is one); the entry returns NotImplemented unless its kernel takes the arguments,
-    and then the reference (the decorated function, also at ``.reference``) runs.
+    first argument (an array, or a list whose first item is one); the entry returns NotImplemented
+    unless its kernel takes the arguments, and then the reference (also at ``.reference``) runs.
     """
     def decorate(reference):
         FUSABLE[name] = reference

@@ -2,8 +2,8 @@
 
 Teaches: checking at almost no cost: O(1) tests of shapes, dtypes and devices, and one or two
 reductions per array (``min``/``max`` propagate NaN), the elementwise detail only on the error
-path. A leaf: it builds on backend.py only (a constraint is anything with ``check`` and ``spec``;
-intervals and lower bounds are read by their spec), and the distributions, primitives.py, the ELBO and SVI import it.
+path. A leaf: it builds on backend.py only (a constraint is anything with ``check`` and ``spec``; intervals
+and lower bounds are read by their spec), and the distributions, primitives.py, the ELBO and SVI import it.
 """
 import contextlib
 
@@ -18,12 +18,10 @@ _READ_DEVICE_VALUES = True  # False between SVI's sync points: reading a GPU arr
 
 
 def enable_validation(is_validate=True):
-    """Turn validation on (the default) or off, for speed once a model is known to be right.
-
-    Off skips the checks that read array values or dtypes: distribution arguments,
-    observed values, NumPy/CuPy and float32/float64 mixing. Structural checks (site
-    names, plates, log-prob shapes, model/guide match) and SVI's NaN guard always run.
-    """
+    """Turn validation on (the default) or off, for speed once a model is known to be right. Off skips the
+    checks that read array values or dtypes: distribution arguments, observed values, NumPy/CuPy and
+    float32/float64 mixing. Structural checks (site names, plates, log-prob shapes, model/guide match) and SVI's
+    NaN guard always run."""
     global _ENABLED
     _ENABLED = bool(is_validate)
 
@@ -33,10 +31,8 @@ def is_validation_enabled():
 
 
 class validation_enabled:
-    """Pyro's context manager: ``with minippl.validation_enabled(False): ...``.
-
-    Its truth value is the current setting, so ``if minippl.validation_enabled():`` asks.
-    """
+    """Pyro's context manager: ``with minippl.validation_enabled(False): ...``; its truth value is the current
+    setting, so ``if minippl.validation_enabled():`` asks."""
 
     def __init__(self, is_validate=True):
         self.is_validate = bool(is_validate)
@@ -66,11 +62,9 @@ def mixed_precision_allowed():
 
 @contextlib.contextmanager
 def device_values_read(allowed):
-    """Whether the checks that read values (arguments, observations) read GPU arrays inside.
-
-    Reading a number off the GPU waits for everything queued there, so SVI(sync_every=k) runs
-    those checks on its first step and then every k steps only; NumPy arrays are always checked.
-    """
+    """Whether the checks that read values (arguments, observations) read GPU arrays inside: reading a number off
+    the GPU waits for everything queued there, so SVI(sync_every=k) runs those checks on its first step and then
+    every k steps only; NumPy arrays are always checked."""
     global _READ_DEVICE_VALUES
     previous, _READ_DEVICE_VALUES = _READ_DEVICE_VALUES, bool(allowed)
     try:
@@ -284,9 +278,7 @@ def check_sample_site(msg, value):
 
 
 def _base(fn):
-    while hasattr(fn, "base_dist"):
-        fn = fn.base_dist
-    return fn
+    return list(_bases(fn))[-1]
 
 
 def _is_masked(fn):
@@ -388,23 +380,24 @@ def defer_until_sampled(dist, error):
 
 
 def raise_deferred(dist, name, observed=None):
-    """At ``sample(name, dist)``: raise the argument error ``dist`` (or its base) kept, naming the site.
+    """At ``sample(name, dist)``: raise the argument error ``dist`` (or its base) kept, naming the site. Observed
+    data outside the support is said first: the likelier cause (raw 0-255 pixels overflow an encoder into NaN)."""
+    error = next((d.__dict__["_invalid"] for d in _bases(dist) if "_invalid" in d.__dict__), None)
+    if error is None:
+        return
+    error.site = name
+    if hasattr(observed, "shape"):
+        with site_named(name):
+            try:
+                _base(dist)._validate_sample(observed, what="observed value")  # raises if the data is outside
+            except ValidationError:
+                raise
+            except Exception:  # data too malformed to check: the argument error stands
+                pass
+    raise error
 
-    Observed data outside the support is said first, the argument error chained to it: it is the likelier
-    cause (raw 0-255 pixels overflow a VAE's encoder into NaN probs at the very site that observes them).
-    """
-    base = dist
+
+def _bases(dist):  # dist, its base_dist, that one's, ...
     while dist is not None:
-        error = dist.__dict__.get("_invalid")
-        if error is not None:
-            error.site = name
-            if observed is not None:
-                with site_named(name):
-                    try:
-                        _base(base)._validate_sample(observed, what="observed value")
-                    except ValidationError as data_error:
-                        raise data_error from error
-                    except Exception:  # data too malformed to check: the argument error stands
-                        pass
-            raise error
+        yield dist
         dist = getattr(dist, "base_dist", None)
